@@ -1,0 +1,72 @@
+"""Per-sequence decoding state, shared by every backend.
+
+One ``SequenceState`` holds everything a sequence carries from one step to the
+next. Layers of one kind are stacked along the first axis, in layer order, so a
+CUDA kernel gets one pointer per kind of state:
+
+* ``conv_state``     [n_deltanet, conv_dim, kernel-1] float32: the last
+  ``kernel-1`` conv inputs of every q|k|v channel (oldest first).
+* ``deltanet_state`` [n_deltanet, value_heads, key_dim, value_dim] float32:
+  the gated-delta-rule memory S of every DeltaNet layer (o = S^T q).
+* ``k_cache``, ``v_cache`` [n_attention, kv_heads, max_seq_len, head_dim] in
+  the model dtype: keys (after q/k norm and RoPE) and values of every position
+  seen so far; only the first ``position`` slots are valid.
+* ``position``: number of tokens consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import ModelConfig
+
+
+class ContextLengthError(ValueError):
+    """A request that would not fit in the sequence's context window."""
+
+
+@dataclass
+class SequenceState:
+    conv_state: torch.Tensor
+    deltanet_state: torch.Tensor
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    position: int = 0
+
+    @classmethod
+    def empty(cls, config: ModelConfig, max_seq_len: int, dtype: torch.dtype = torch.float32,
+              device: torch.device | str = "cpu") -> "SequenceState":
+        n_dn, n_att = len(config.deltanet_layers), len(config.attention_layers)
+        kv_shape = (n_att, config.num_key_value_heads, max_seq_len, config.head_dim)
+        return cls(
+            conv_state=torch.zeros(n_dn, config.conv_dim, config.conv_state_len,
+                                   dtype=torch.float32, device=device),
+            deltanet_state=torch.zeros(n_dn, config.linear_num_value_heads,
+                                       config.linear_key_head_dim, config.linear_value_head_dim,
+                                       dtype=torch.float32, device=device),
+            k_cache=torch.zeros(kv_shape, dtype=dtype, device=device),
+            v_cache=torch.zeros(kv_shape, dtype=dtype, device=device),
+        )
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.k_cache.shape[2]
+
+    def check_room(self, n_new: int) -> None:
+        """Raise a clear error if ``n_new`` more tokens would overflow the context."""
+        if self.position + n_new > self.max_seq_len:
+            raise ContextLengthError(
+                f"{self.position + n_new} tokens ({self.position} in context + {n_new} new) "
+                f"exceed the context limit of {self.max_seq_len} tokens")
+
+    def reset(self) -> None:
+        """Forget the sequence; buffers are reused, so no allocation."""
+        for t in (self.conv_state, self.deltanet_state, self.k_cache, self.v_cache):
+            t.zero_()
+        self.position = 0
+
+    def clone(self) -> "SequenceState":
+        return SequenceState(self.conv_state.clone(), self.deltanet_state.clone(),
+                             self.k_cache.clone(), self.v_cache.clone(), self.position)
