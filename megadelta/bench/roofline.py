@@ -1,0 +1,117 @@
+"""The two ceilings every result is compared with, measured in the same run.
+
+* read bandwidth: a sum over a buffer far larger than any cache; bytes read
+  / time. Batch-1 decode must stream every weight once per token, so
+  ``bytes_per_decode_step * tok/s / bandwidth`` is the fraction of the
+  memory roofline a decoder reaches.
+* matmul rate: an n x n x n ``torch.matmul`` on random data (power, and on
+  some GPUs clocks, depend on the bit patterns; zeros would flatter it);
+  ``2 n^3 / time``. Prefill is compute bound, so
+  ``flops_per_token * tok/s / matmul rate`` is its fraction.
+
+Both take the best of several trials: a ceiling is what the hardware can be
+shown to do, not its average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..config import ModelConfig
+from .timing import timed
+
+TRIALS = 5
+
+
+@dataclass(frozen=True)
+class Setup:
+    bandwidth_bytes: int
+    matmul_size: int
+    matmul_dtype: torch.dtype
+    matmuls_per_trial: int
+
+
+GPU_SETUP = Setup(bandwidth_bytes=2 << 30, matmul_size=8192, matmul_dtype=torch.bfloat16,
+                  matmuls_per_trial=10)
+# A CPU has no fast bf16 matmul: measure float32, and say so in the result.
+CPU_SETUP = Setup(bandwidth_bytes=256 << 20, matmul_size=1024, matmul_dtype=torch.float32,
+                  matmuls_per_trial=2)
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    read_bandwidth_gbs: float
+    matmul_tflops: float
+    matmul_dtype: str
+    matmul_size: int
+    bandwidth_buffer_bytes: int
+    device: str
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        # The schema names the field after the GPU case; on a CPU the dtype
+        # field says what was really measured.
+        d["bf16_matmul_tflops"] = d.pop("matmul_tflops")
+        d["method"] = (f"read: best of {TRIALS} sums over a {self.bandwidth_buffer_bytes} byte "
+                       f"buffer; matmul: best of {TRIALS} trials of {self.matmul_size}^3 "
+                       f"{self.matmul_dtype} torch.matmul on random data")
+        return d
+
+
+def read_bandwidth(device: torch.device, nbytes: int) -> float:
+    """Bytes per second a full read of a float32 buffer reaches."""
+    x = torch.randn(nbytes // 4, dtype=torch.float32, device=device)
+    x.sum()  # warm-up
+    best = min(timed(device, x.sum)[1] for _ in range(TRIALS))
+    return x.numel() * x.element_size() / best
+
+
+def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, per_trial: int) -> float:
+    """FLOP/s of an n^3 matmul on random operands."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
+    b = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
+    out = torch.empty(n, n, dtype=dtype, device=device)
+
+    def trial() -> None:
+        for _ in range(per_trial):
+            torch.matmul(a, b, out=out)
+
+    trial()  # warm-up
+    best = min(timed(device, trial)[1] for _ in range(TRIALS))
+    return 2.0 * n ** 3 * per_trial / best
+
+
+def measure(device: torch.device) -> Ceilings:
+    setup = GPU_SETUP if device.type == "cuda" else CPU_SETUP
+    bandwidth = read_bandwidth(device, setup.bandwidth_bytes)
+    rate = matmul_rate(device, setup.matmul_size, setup.matmul_dtype, setup.matmuls_per_trial)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return Ceilings(read_bandwidth_gbs=bandwidth / 1e9, matmul_tflops=rate / 1e12,
+                    matmul_dtype=str(setup.matmul_dtype).removeprefix("torch."),
+                    matmul_size=setup.matmul_size, bandwidth_buffer_bytes=setup.bandwidth_bytes,
+                    device=str(device))
+
+
+def kv_bytes_per_position(config: ModelConfig, weight_bytes: int) -> int:
+    """Bytes of keys and values one cached position adds to a decode step's reads."""
+    return 2 * len(config.attention_layers) * config.kv_size * weight_bytes
+
+
+def decode_bytes_per_token(config: ModelConfig, mean_context: float, weight_bytes: int) -> float:
+    """The decode floor: weights and DeltaNet state (``decode_bytes_per_step``)
+    plus the KV cache at the mean context length of the timed steps, which
+    matters at depth (tg128@32768)."""
+    return (config.decode_bytes_per_step(weight_bytes)
+            + kv_bytes_per_position(config, weight_bytes) * mean_context)
+
+
+def decode_fraction(bytes_per_token: float, tok_s: float, ceilings: Ceilings) -> float:
+    return bytes_per_token * tok_s / (ceilings.read_bandwidth_gbs * 1e9)
+
+
+def prefill_fraction(flops_per_token: float, tok_s: float, ceilings: Ceilings) -> float:
+    return flops_per_token * tok_s / (ceilings.matmul_tflops * 1e12)
