@@ -1,0 +1,218 @@
+// Gated full-attention layer: four stages separated by grid barriers.
+//   project:  [(q, gate) per head | k | v] = W_in . rmsnorm(x)
+//   partials: flash-decoding: the cached positions of each kv head are cut into
+//             as many chunks as there are blocks per kv head; each block runs an
+//             online softmax over its chunk for all query heads of the kv head
+//   combine:  merge the chunks' (max, sum, numerator), times sigmoid(gate)
+//   output:   o_proj, residual add (project_and_add_residual)
+#pragma once
+#include "deltanet.cuh"
+
+#define MIN_POSITIONS_PER_CHUNK 32   // below this a chunk costs more in merging than it saves
+#define POSITIONS_IN_FLIGHT 1        // positions a warp loads before using any (more spill in the fused kernel)
+
+static_assert(QUERIES_PER_KV + 2 <= WARPS, "one warp per query head plus two for k and v");
+constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load
+constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
+constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
+
+__device__ __forceinline__ void attention_project(const Params& p, const LayerWeights& L, Smem& s) {
+    constexpr int R = RowsPerWarp<HIDDEN>::value;
+    const bool lane0 = (lane_id()) == 0;
+    matvec<HIDDEN, R>(L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+        if (!lane0) return;
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            if (row0 + r < ATTN_PROJ_ROWS) p.proj[row0 + r] = sums[r];
+    });
+}
+
+struct Split {
+    int chunks, chunk_len;
+};
+
+// The same split in the partials and combine stages: at most gridDim.x / N_KV_HEADS
+// chunks (one block each) of at least MIN_POSITIONS_PER_CHUNK positions.
+__device__ __forceinline__ Split attention_split(int n_pos) {
+    int chunks = min((int)gridDim.x / N_KV_HEADS,
+                     (n_pos + MIN_POSITIONS_PER_CHUNK - 1) / MIN_POSITIONS_PER_CHUNK);
+    chunks = max(chunks, 1);
+    const int len = (n_pos + chunks - 1) / chunks;
+    return {(n_pos + len - 1) / len, len};
+}
+
+// A warp's zero-centred RMSNorm (scale = 1 + w) and rotate-half RoPE of one head
+// vector `raw` (global) -> `out` (shared, float), times `post_scale`.
+__device__ __forceinline__ void norm_rope_warp(const float* raw, const float* scale, int pos,
+                                               float post_scale, float* out) {
+    const int lane = lane_id();
+    float ss = 0.0f;
+    for (int d = lane; d < HEAD_DIM; d += 32) {
+        const float v = load_shared_f32(raw + d);
+        out[d] = v;
+        ss += v * v;
+    }
+    const float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + RMS_EPS);
+    for (int d = lane; d < HEAD_DIM; d += 32) out[d] *= inv * scale[d];
+    __syncwarp();
+    constexpr int HALF = ROTARY_DIM / 2;
+    for (int d = lane; d < HALF; d += 32) {
+        // The angle is rounded to float as the reference computes it, then reduced
+        // to [-pi, pi] in double so the fast sine/cosine are accurate.
+        const double angle = (double)((float)pos * ROPE_INV_FREQ[d]);
+        const float reduced = (float)(angle - 6.283185307179586 * rint(angle * 0.15915494309189535));
+        const float c = __cosf(reduced), sn = __sinf(reduced);
+        const float x1 = out[d], x2 = out[d + HALF];
+        out[d] = x1 * c - x2 * sn;
+        out[d + HALF] = x2 * c + x1 * sn;
+    }
+    __syncwarp();
+    for (int d = lane; d < HEAD_DIM; d += 32) out[d] *= post_scale;
+}
+
+__device__ __forceinline__ void attention_partials(const Params& p, const LayerWeights& L, int slot,
+                                                   int pos, Smem& s) {
+    const int lane = lane_id(), warp = warp_id();
+    const int n_pos = pos + 1;
+    const Split split = attention_split(n_pos);
+    for (int item = blockIdx.x; item < N_KV_HEADS * split.chunks; item += gridDim.x) {
+        const int kvh = item / split.chunks, chunk = item % split.chunks;
+        const int t0 = chunk * split.chunk_len, t1 = min(t0 + split.chunk_len, n_pos);
+
+        // This position's queries, key and value for the kv head.
+        if (warp < QUERIES_PER_KV) {
+            const int hq = kvh * QUERIES_PER_KV + warp;
+            norm_rope_warp(p.proj + hq * 2 * HEAD_DIM, L.q_norm, pos, rsqrtf((float)HEAD_DIM), s.att_q[warp]);
+        } else if (warp == QUERIES_PER_KV) {
+            float* k = &s.att_acc[0][0];   // staging; att_acc is cleared below
+            norm_rope_warp(p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, L.k_norm, pos, 1.0f, k);
+            __syncwarp();
+            for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
+        } else if (warp == QUERIES_PER_KV + 1) {
+            for (int d = lane; d < HEAD_DIM; d += 32)
+                s.att_v[d] = float_to_bf16(load_shared_f32(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d));
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
+
+        const size_t head_base = ((size_t)slot * N_KV_HEADS + kvh) * p.max_seq * HEAD_DIM;
+        if (t1 == n_pos) {   // the chunk holding this position appends it to the cache
+            for (int d = threadIdx.x; d < HEAD_DIM; d += THREADS) {
+                p.k_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_k[d];
+                p.v_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_v[d];
+            }
+        }
+
+        // Per lane: dims c * 256 + lane * 8 + [0, 8) of every query head of this kv head.
+        float m[QUERIES_PER_KV], l[QUERIES_PER_KV], acc[QUERIES_PER_KV][DIMS_PER_LANE];
+#pragma unroll
+        for (int h = 0; h < QUERIES_PER_KV; ++h) {
+            m[h] = NEG_INF;
+            l[h] = 0.0f;
+#pragma unroll
+            for (int e = 0; e < DIMS_PER_LANE; ++e) acc[h][e] = 0.0f;
+        }
+        const bf16_t* kc = p.k_cache + head_base;
+        const bf16_t* vc = p.v_cache + head_base;
+        for (int tb = t0 + warp; tb < t1; tb += WARPS * POSITIONS_IN_FLIGHT) {
+            uint4 kr[POSITIONS_IN_FLIGHT][LOADS_PER_LANE], vr[POSITIONS_IN_FLIGHT][LOADS_PER_LANE];
+#pragma unroll
+            for (int u = 0; u < POSITIONS_IN_FLIGHT; ++u) {
+                const int t = tb + u * WARPS;
+#pragma unroll
+                for (int c = 0; c < LOADS_PER_LANE; ++c) {
+                    const int off = c * 256 + lane * 8;
+                    if (t < pos) {
+                        kr[u][c] = load_shared16(kc + (size_t)t * HEAD_DIM + off);
+                        vr[u][c] = load_shared16(vc + (size_t)t * HEAD_DIM + off);
+                    } else if (t == pos) {
+                        kr[u][c] = *reinterpret_cast<const uint4*>(s.att_k + off);
+                        vr[u][c] = *reinterpret_cast<const uint4*>(s.att_v + off);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < POSITIONS_IN_FLIGHT; ++u) {
+                if (tb + u * WARPS >= t1) break;
+                float vf[DIMS_PER_LANE];
+#pragma unroll
+                for (int c = 0; c < LOADS_PER_LANE; ++c) unpack8(vr[u][c], vf + c * 8);
+#pragma unroll
+                for (int h = 0; h < QUERIES_PER_KV; ++h) {
+                    float score = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < LOADS_PER_LANE; ++c) score += dot8(kr[u][c], &s.att_q[h][c * 256 + lane * 8]);
+                    score = warp_sum(score);
+                    const float m_new = fmaxf(m[h], score);
+                    const float correction = expf(m[h] - m_new), weight = expf(score - m_new);
+                    l[h] = l[h] * correction + weight;
+#pragma unroll
+                    for (int e = 0; e < DIMS_PER_LANE; ++e) acc[h][e] = fmaf(acc[h][e], correction, weight * vf[e]);
+                    m[h] = m_new;
+                }
+            }
+        }
+
+        // Merge the warps: rescale each to the block maximum, add in shared memory.
+        if (lane == 0)
+#pragma unroll
+            for (int h = 0; h < QUERIES_PER_KV; ++h) {
+                s.att_max[warp][h] = m[h];
+                s.att_sum[warp][h] = l[h];
+            }
+        __syncthreads();
+        float* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
+#pragma unroll
+        for (int h = 0; h < QUERIES_PER_KV; ++h) {
+            float block_max = NEG_INF;
+            for (int w = 0; w < WARPS; ++w) block_max = fmaxf(block_max, s.att_max[w][h]);
+            if (m[h] == NEG_INF) continue;   // this warp saw no position
+            const float scale = expf(m[h] - block_max);
+#pragma unroll
+            for (int c = 0; c < LOADS_PER_LANE; ++c)
+#pragma unroll
+                for (int e = 0; e < 8; ++e) atomicAdd(&s.att_acc[h][c * 256 + lane * 8 + e], acc[h][c * 8 + e] * scale);
+        }
+        __syncthreads();
+        if (threadIdx.x < QUERIES_PER_KV) {
+            const int h = threadIdx.x;
+            float block_max = NEG_INF, block_sum = 0.0f;
+            for (int w = 0; w < WARPS; ++w) block_max = fmaxf(block_max, s.att_max[w][h]);
+            for (int w = 0; w < WARPS; ++w)
+                if (s.att_max[w][h] != NEG_INF) block_sum += s.att_sum[w][h] * expf(s.att_max[w][h] - block_max);
+            record[h * PARTIAL_STRIDE] = block_max;
+            record[h * PARTIAL_STRIDE + 1] = block_sum;
+        }
+        for (int i = threadIdx.x; i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
+            record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
+        __syncthreads();
+    }
+}
+
+// A warp per output element (query head, dim); lanes split the chunks.
+__device__ __forceinline__ void attention_combine(const Params& p, int pos) {
+    const int lane = lane_id();
+    const Split split = attention_split(pos + 1);
+    for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
+        const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
+        const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;
+        const float* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
+        float mx = NEG_INF;
+        for (int c = lane; c < split.chunks; c += 32)
+            mx = fmaxf(mx, load_shared_f32(base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE));
+        mx = warp_max(mx);
+        float num = 0.0f, den = 0.0f;
+        for (int c = lane; c < split.chunks; c += 32) {
+            const float* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
+            const float w = expf(load_shared_f32(rec) - mx);
+            den = fmaf(load_shared_f32(rec + 1), w, den);
+            num = fmaf(load_shared_f32(rec + 2 + d), w, num);
+        }
+        num = warp_sum(num);
+        den = warp_sum(den);
+        if (lane == 0) {
+            const float gate = load_shared_f32(p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d);
+            p.mixer_out[o] = num / den * sigmoid(gate);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+"""Compile the megakernel at first use with NVRTC and cache the cubin on disk.
+
+NVRTC is called through ctypes on the ``libnvrtc`` that the ``nvidia-cuda-nvrtc``
+wheel (or a CUDA toolkit) provides, located by ``cuda.pathfinder``: no nvcc and
+no CUDA headers are needed on a user's machine (the sources include none), and
+no Python binding has to match the driver's version. The cache key is the hash
+of the sources, the generated constants, the target architecture, the options
+and the NVRTC version, so any change recompiles and nothing stale is reused.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ModelConfig
+from .codegen import render_constants
+
+KERNEL_DIR = Path(__file__).parent
+KERNEL_NAME = "megadelta_decode"
+MAIN_SOURCE = "megakernel.cu"
+OPTIONS = ("-std=c++17", "-default-device", "-lineinfo")
+
+
+class CompileError(RuntimeError):
+    """NVRTC rejected the sources; the message carries its log."""
+
+
+@dataclass(frozen=True)
+class Build:
+    cubin: bytes
+    log: str
+    arch: str
+
+
+def sources(config: ModelConfig) -> dict[str, str]:
+    """Every file NVRTC sees, by include name: the CUDA sources plus the generated constants."""
+    files = {p.name: p.read_text() for p in sorted(KERNEL_DIR.glob("*.cu*"))}
+    files["model_constants.cuh"] = render_constants(config)
+    return files
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MEGADELTA_CACHE")
+    base = Path(root) / "kernels" if root else Path.home() / ".cache" / "megadelta" / "kernels"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def _load_nvrtc() -> ctypes.CDLL:
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+
+        path = load_nvidia_dynamic_lib("nvrtc").abs_path
+    except Exception as e:   # no wheel found: fall back to the system library
+        path = "libnvrtc.so"
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            raise CompileError("libnvrtc not found: install the nvidia-cuda-nvrtc wheel "
+                               f"(pip install nvidia-cuda-nvrtc) or a CUDA toolkit ({e})") from None
+    return ctypes.CDLL(path)
+
+
+class _Nvrtc:
+    def __init__(self) -> None:
+        self.lib = _load_nvrtc()
+        self.lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+
+    def check(self, status: int, what: str) -> None:
+        if status != 0:
+            raise CompileError(f"{what} failed: {self.lib.nvrtcGetErrorString(status).decode()}")
+
+    def version(self) -> str:
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        self.check(self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
+        return f"{major.value}.{minor.value}"
+
+    def compile(self, files: dict[str, str], main: str, options: list[str]) -> tuple[bytes, str]:
+        lib, prog = self.lib, ctypes.c_void_p()
+        headers = [name for name in files if name != main]
+        n = len(headers)
+        header_src = (ctypes.c_char_p * n)(*(files[h].encode() for h in headers))
+        header_names = (ctypes.c_char_p * n)(*(h.encode() for h in headers))
+        self.check(lib.nvrtcCreateProgram(ctypes.byref(prog), files[main].encode(), main.encode(),
+                                          n, header_src, header_names), "nvrtcCreateProgram")
+        try:
+            opts = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
+            status = lib.nvrtcCompileProgram(prog, len(options), opts)
+            size = ctypes.c_size_t()
+            lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+            log = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetProgramLog(prog, log)
+            log_text = log.value.decode(errors="replace")
+            if status != 0:
+                raise CompileError(f"NVRTC could not compile {main} "
+                                   f"({lib.nvrtcGetErrorString(status).decode()}):\n{log_text}")
+            self.check(lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "nvrtcGetCUBINSize")
+            cubin = ctypes.create_string_buffer(size.value)
+            self.check(lib.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
+            return cubin.raw, log_text
+        finally:
+            lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def compile_megakernel(config: ModelConfig, arch: str, use_cache: bool = True,
+                       extra_options: tuple[str, ...] = ()) -> Build:
+    """The cubin of the megakernel for ``config`` on ``arch`` (e.g. ``sm_90a``)."""
+    nvrtc = _Nvrtc()
+    files = sources(config)
+    options = [f"--gpu-architecture={arch}", *OPTIONS, *extra_options]
+    key = hashlib.sha256()
+    for name in sorted(files):
+        key.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    key.update(" ".join(options).encode() + nvrtc.version().encode())
+    path = cache_dir() / f"{KERNEL_NAME}-{config.name}-{arch}-{key.hexdigest()[:24]}.cubin"
+    if use_cache and path.exists():
+        return Build(path.read_bytes(), "", arch)
+    cubin, log = nvrtc.compile(files, MAIN_SOURCE, options)
+    if use_cache:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(cubin)
+        tmp.replace(path)   # atomic: concurrent builders never see half a file
+    return Build(cubin, log, arch)

@@ -1,0 +1,185 @@
+// Shared building blocks of the decode megakernel: bf16 bit handling, loads,
+// reductions and the grid-wide barrier. No CUDA headers are included, so the
+// sources compile with NVRTC and no toolkit on the include path.
+#pragma once
+#include "model_constants.cuh"
+
+#ifndef THREADS
+#define THREADS 512   // kept in step with codegen.THREADS
+#endif
+#define WARPS (THREADS / 32)
+
+typedef unsigned short bf16_t;   // raw bfloat16 bits
+typedef unsigned long long u64;
+
+#define NEG_INF __int_as_float(0xff800000)
+
+// The block's shared memory: one macro so the CPU emulator (cpu_emulation.h)
+// can give each emulated block its own copy.
+#define BLOCK_SHARED(type, name) __shared__ __align__(16) type name
+
+// ---- thread coordinates ---------------------------------------------------
+// Read through volatile asm so the compiler recomputes them where used instead
+// of hoisting dozens of derived indices out of the step loop and keeping them
+// live in registers across every stage (which made the fused kernel spill).
+__device__ __forceinline__ int lane_id() {
+    int v;
+    asm volatile("mov.u32 %0, %%laneid;" : "=r"(v));
+    return v;
+}
+__device__ __forceinline__ int warp_id() {
+    int v;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(v));
+    return v >> 5;
+}
+// This warp's index in the grid, and the grid's warp count.
+__device__ __forceinline__ int grid_warp() {
+    int block;
+    asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(block));
+    return block * WARPS + warp_id();
+}
+__device__ __forceinline__ int grid_warps() { return grid_warps(); }
+
+// ---- bf16 <-> float -------------------------------------------------------
+__device__ __forceinline__ float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
+__device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
+
+// Round to nearest even, as torch's float -> bfloat16 conversion does.
+__device__ __forceinline__ bf16_t float_to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+    return (unsigned)float_to_bf16(lo) | ((unsigned)float_to_bf16(hi) << 16);
+}
+
+// ---- loads ----------------------------------------------------------------
+// Weights never change during a launch: read them through the non-coherent
+// path without polluting L1 (each weight is used once per step).
+__device__ __forceinline__ uint4 load_weight16(const void* p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// Data written by other blocks of the same launch (activations, KV cache):
+// read at L2 (ld.global.cg) so a stale L1 line can never be seen.
+__device__ __forceinline__ float load_shared_f32(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ uint4 load_shared16(const void* p) { return __ldcg((const uint4*)p); }
+
+__device__ __forceinline__ void prefetch_l2(const void* p) {
+    asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
+}
+
+// ---- math -----------------------------------------------------------------
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+// torch.nn.functional.softplus with its default threshold of 20.
+__device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+// 8 bf16 weights (one 16-byte chunk) dotted with 8 consecutive floats.
+__device__ __forceinline__ float dot8(uint4 w, const float* x) {
+    const float4 a = *reinterpret_cast<const float4*>(x);
+    const float4 b = *reinterpret_cast<const float4*>(x + 4);
+    float s = bf16_lo(w.x) * a.x;
+    s = fmaf(bf16_hi(w.x), a.y, s);
+    s = fmaf(bf16_lo(w.y), a.z, s);
+    s = fmaf(bf16_hi(w.y), a.w, s);
+    s = fmaf(bf16_lo(w.z), b.x, s);
+    s = fmaf(bf16_hi(w.z), b.y, s);
+    s = fmaf(bf16_lo(w.w), b.z, s);
+    s = fmaf(bf16_hi(w.w), b.w, s);
+    return s;
+}
+
+// 8 floats (registers) dotted with 8 consecutive floats (16-byte aligned, shared memory).
+__device__ __forceinline__ float dot8_f32(const float* a, const float* x) {
+    const float4 b0 = *reinterpret_cast<const float4*>(x);
+    const float4 b1 = *reinterpret_cast<const float4*>(x + 4);
+    float s = a[0] * b0.x;
+    s = fmaf(a[1], b0.y, s);
+    s = fmaf(a[2], b0.z, s);
+    s = fmaf(a[3], b0.w, s);
+    s = fmaf(a[4], b1.x, s);
+    s = fmaf(a[5], b1.y, s);
+    s = fmaf(a[6], b1.z, s);
+    s = fmaf(a[7], b1.w, s);
+    return s;
+}
+
+__device__ __forceinline__ void unpack8(uint4 w, float* out) {
+    out[0] = bf16_lo(w.x); out[1] = bf16_hi(w.x); out[2] = bf16_lo(w.y); out[3] = bf16_hi(w.y);
+    out[4] = bf16_lo(w.z); out[5] = bf16_hi(w.z); out[6] = bf16_lo(w.w); out[7] = bf16_hi(w.w);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds WARPS floats.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();                      // scratch may still be read from a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float t = lane < WARPS ? scratch[lane] : 0.0f;
+    return warp_sum(t);
+}
+
+// ---- grid-wide barrier ----------------------------------------------------
+// A 64-bit arrival counter that is never reset: barrier number b completes when
+// the counter reaches b * gridDim.x. Each block adds 1 and waits for the next
+// multiple of the grid size, so the counter stays a multiple of gridDim.x between
+// launches (every block passes every barrier) and 2^64 arrivals never wrap.
+// Release on arrival / acquire on the wait order every block's writes before
+// the barrier with every block's reads after it.
+__device__ __forceinline__ u64 load_acquire(const u64* p) {
+    u64 v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ u64 arrive_release(u64* p) {
+    u64 old;
+    asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(p) : "memory");
+    return old;
+}
+
+// A wait this long (2^24 polls of ~0.5 us each, several seconds) means a block will
+// never arrive (a bug, or blocks that are not co-resident): report the barrier
+// state to the host and abort the launch rather than hang the GPU.
+#define BARRIER_MAX_POLLS (1u << 24)
+
+// Report how many blocks reached the barrier (-1 - arrived, through the
+// host-mapped address in counter[1]) and abort the launch.
+__device__ __noinline__ void barrier_timed_out(u64* counter) {
+    *(volatile int*)counter[1] = -1 - (int)(load_acquire(counter) % gridDim.x);
+    __threadfence_system();
+    __trap();
+}
+
+// counter[0] counts arrivals; counter[1] holds the host-mapped address the
+// timeout report goes to (set once by the host).
+__device__ __forceinline__ void grid_barrier(u64* counter) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const u64 n = gridDim.x;
+        const u64 target = (arrive_release(counter) / n + 1) * n;
+        for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
+            if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
+    }
+    __syncthreads();
+}

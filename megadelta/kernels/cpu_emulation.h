@@ -1,0 +1,142 @@
+// CPU stand-in for common.cuh and the CUDA built-ins the kernel uses, so the
+// unchanged stage sources compile with g++ and run one std::thread per CUDA
+// thread (megadelta/kernels/emulate.py). __syncthreads and __syncwarp are
+// std::barriers, shuffles go through a per-warp exchange array, the grid
+// barrier is a seq_cst atomic counter. It checks the kernel's logic, indexing
+// and synchronisation structure on a machine with no GPU; it says nothing
+// about speed or about the GPU memory model.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#define __device__
+#define __forceinline__ inline
+#define __noinline__
+#define __global__
+#define __launch_bounds__(threads, blocks)
+#define __constant__ static
+#define __align__(n) alignas(n)
+
+#include "model_constants.cuh"
+
+#ifndef THREADS
+#define THREADS 128
+#endif
+#define WARPS (THREADS / 32)
+
+typedef unsigned short bf16_t;
+typedef unsigned long long u64;
+struct uint4 { unsigned x, y, z, w; };
+struct float4 { float x, y, z, w; };
+struct Index { unsigned x; };
+
+struct EmulatedGrid {
+    std::vector<std::barrier<>*> block_barriers;   // one per block
+    std::vector<std::barrier<>*> warp_barriers;    // one per warp of the grid
+    std::vector<float> exchange_f;                  // 32 slots per warp
+    std::vector<int> exchange_i;
+    std::vector<std::vector<unsigned char>> shared; // one buffer per block
+};
+extern EmulatedGrid* emulated_grid;
+extern thread_local Index threadIdx, blockIdx;
+extern Index gridDim;
+
+#define NEG_INF (-std::numeric_limits<float>::infinity())
+#define BLOCK_SHARED(type, name) type& name = *reinterpret_cast<type*>(emulated_grid->shared[blockIdx.x].data())
+
+using std::max;
+using std::min;
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __cosf(float x) { return std::cos(x); }
+inline float __sinf(float x) { return std::sin(x); }
+
+inline int lane_id() { return threadIdx.x & 31; }
+inline int warp_id() { return threadIdx.x >> 5; }
+inline int grid_warp() { return blockIdx.x * WARPS + warp_id(); }
+inline int grid_warps() { return gridDim.x * WARPS; }
+
+inline void __syncthreads() { emulated_grid->block_barriers[blockIdx.x]->arrive_and_wait(); }
+inline void __syncwarp() { emulated_grid->warp_barriers[grid_warp()]->arrive_and_wait(); }
+template <class T>
+inline T exchange(std::vector<T>& slots, T v, int lane) {
+    T* warp_slots = &slots[(size_t)grid_warp() * 32];
+    __syncwarp();
+    warp_slots[lane_id()] = v;
+    __syncwarp();
+    const T r = warp_slots[lane];
+    __syncwarp();
+    return r;
+}
+inline float __shfl_xor_sync(unsigned, float v, int o) { return exchange(emulated_grid->exchange_f, v, lane_id() ^ o); }
+inline int __shfl_xor_sync(unsigned, int v, int o) { return exchange(emulated_grid->exchange_i, v, lane_id() ^ o); }
+inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+template <class T>
+inline T __ldcg(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(); }
+
+inline float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
+inline float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
+inline float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
+inline bf16_t float_to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+inline uint4 load_weight16(const void* p) { uint4 v; std::memcpy(&v, p, 16); return v; }
+inline float load_shared_f32(const float* p) { return __ldcg(p); }
+inline uint4 load_shared16(const void* p) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    uint4 v;
+    std::memcpy(&v, p, 16);
+    return v;
+}
+inline void prefetch_l2(const void*) {}
+inline float silu(float x) { return x / (1.0f + expf(-x)); }
+inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+inline void unpack8(uint4 w, float* out) {
+    out[0] = bf16_lo(w.x); out[1] = bf16_hi(w.x); out[2] = bf16_lo(w.y); out[3] = bf16_hi(w.y);
+    out[4] = bf16_lo(w.z); out[5] = bf16_hi(w.z); out[6] = bf16_lo(w.w); out[7] = bf16_hi(w.w);
+}
+inline float dot8(uint4 w, const float* x) {
+    float v[8];
+    unpack8(w, v);
+    float s = v[0] * x[0];
+    for (int i = 1; i < 8; ++i) s = fmaf(v[i], x[i], s);
+    return s;
+}
+inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+inline float block_sum(float v, float* scratch) {
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane_id() == 0) scratch[warp_id()] = v;
+    __syncthreads();
+    return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
+}
+inline void grid_barrier(u64* counter) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        std::atomic_ref<u64> arrivals(*counter);
+        const u64 n = gridDim.x;
+        const u64 target = (arrivals.fetch_add(1) / n + 1) * n;
+        while (arrivals.load() < target) std::this_thread::yield();
+    }
+    __syncthreads();
+}

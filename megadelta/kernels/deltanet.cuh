@@ -1,0 +1,149 @@
+// Gated DeltaNet layer: three stages separated by grid barriers.
+//   project:    [qkv | z | b | a] = W_in . rmsnorm(x); causal conv + SiLU on q|k|v
+//   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns)
+//   output:     gated RMSNorm w * norm(o) * silu(z), out_proj, residual add
+#pragma once
+#include "matvec.cuh"
+#include "params.cuh"
+#include "smem.cuh"
+
+#define L2_NORM_EPS 1e-6f   // the eps of the reference l2_normalize
+
+// Stage 1. s.vec holds the normed layer input.
+__device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
+                                                 Smem& s) {
+    constexpr int R = RowsPerWarp<HIDDEN>::value;
+    float* conv_state = p.conv_state + (size_t)slot * CONV_DIM * (CONV_KERNEL - 1);
+    const bool lane0 = (lane_id()) == 0;
+    matvec<HIDDEN, R>(L.w_in, DN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+        if (!lane0) return;
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int row = row0 + r;
+            if (row >= DN_PROJ_ROWS) break;
+            float y = sums[r];
+            if (row < CONV_DIM) {   // depthwise causal conv over (state..., y), then SiLU
+                float* past = conv_state + (size_t)row * (CONV_KERNEL - 1);
+                const float* w = L.conv_w + (size_t)row * CONV_KERNEL;
+                float acc = w[CONV_KERNEL - 1] * y;
+#pragma unroll
+                for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(w[t], past[t], acc);
+#pragma unroll
+                for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = past[t + 1];
+                past[CONV_KERNEL - 2] = y;
+                y = silu(acc);
+            }
+            p.proj[row] = y;
+        }
+    });
+}
+
+// L2-normalise one key-dim vector (a warp's job) into shared memory, times `scale`.
+__device__ __forceinline__ void l2_normalize_warp(const float* src, float* dst, float scale) {
+    constexpr int PER_LANE = DN_KEY_DIM / 32;
+    const int lane = lane_id();
+    float v[PER_LANE], ss = 0.0f;
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) {
+        v[e] = load_shared_f32(src + lane + 32 * e);
+        ss += v[e] * v[e];
+    }
+    const float inv = rsqrtf(warp_sum(ss) + L2_NORM_EPS) * scale;
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) dst[lane + 32 * e] = v[e] * inv;
+}
+
+// Stage 2. Per value head h and 32 value columns j, with decay = exp(g):
+//   S' = decay S + k delta^T,  delta = beta (v - decay S^T k),
+//   o  = S'^T q = decay S^T q + delta (k . q)
+// so S is read once and written once. Lane = column, warps split the key rows.
+__device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot,
+                                                    Smem& s) {
+    constexpr int TILES = DN_VALUE_DIM / 32;
+    constexpr int ROWS = DN_KEY_DIM / WARPS;
+    const int lane = lane_id(), warp = warp_id();
+    for (int item = blockIdx.x; item < DN_VALUE_HEADS * TILES; item += gridDim.x) {
+        const int h = item / TILES, j = (item % TILES) * 32 + lane, kh = h / DN_V_PER_K;
+        if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
+        if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
+        __syncthreads();
+
+        float* S = p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j;
+        float sv[ROWS], sk = 0.0f, sq = 0.0f;
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) sv[r] = S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM];
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r) {
+            sk = fmaf(sv[r], s.dn_k[warp + r * WARPS], sk);
+            sq = fmaf(sv[r], s.dn_q[warp + r * WARPS], sq);
+        }
+        s.dn_partial[0][warp][lane] = sk;
+        s.dn_partial[1][warp][lane] = sq;
+        float kq = 0.0f;
+        for (int i = lane; i < DN_KEY_DIM; i += 32) kq = fmaf(s.dn_k[i], s.dn_q[i], kq);
+        kq = warp_sum(kq);
+        __syncthreads();
+        float stk = 0.0f, stq = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; ++w) {
+            stk += s.dn_partial[0][w][lane];
+            stq += s.dn_partial[1][w][lane];
+        }
+        const float* ab = p.proj + CONV_DIM + VALUE_DIM;
+        const float beta = sigmoid(load_shared_f32(ab + h));
+        const float decay = expf(-expf(L.a_log[h]) * softplus(load_shared_f32(ab + DN_VALUE_HEADS + h) + L.dt_bias[h]));
+        const float v = load_shared_f32(p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j);
+        const float delta = beta * (v - decay * stk);
+#pragma unroll
+        for (int r = 0; r < ROWS; ++r)
+            S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
+        if (warp == 0) p.mixer_out[h * DN_VALUE_DIM + j] = fmaf(decay, stq, delta * kq);
+        __syncthreads();   // s.dn_* are reused by the next item
+    }
+}
+
+// The state tiles this block's recurrence items will read, into L2.
+__device__ __forceinline__ void prefetch_deltanet_state(const Params& p, int slot) {
+    constexpr int TILES = DN_VALUE_DIM / 32;
+    for (int item = blockIdx.x; item < DN_VALUE_HEADS * TILES; item += gridDim.x) {
+        const int h = item / TILES, j0 = (item % TILES) * 32;
+        const float* S = p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j0;
+        for (int i = threadIdx.x; i < DN_KEY_DIM; i += THREADS) prefetch_l2(S + (size_t)i * DN_VALUE_DIM);
+    }
+}
+
+// out_proj and attention's o_proj end the same way: x += W . s.vec, a warp per row.
+template <int K>
+__device__ __forceinline__ void project_and_add_residual(const Params& p, const bf16_t* W, Smem& s) {
+    constexpr int R = RowsPerWarp<K>::value;
+    const bool lane0 = (lane_id()) == 0;
+    matvec<K, R>(W, HIDDEN, s.vec, [=](int row0, const float* sums) {
+        if (!lane0) return;
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+            if (row0 + r < HIDDEN) p.x[row0 + r] = load_shared_f32(p.x + row0 + r) + sums[r];
+    });
+}
+
+// Stage 3.
+__device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeights& L, Smem& s) {
+    constexpr int PER_LANE = DN_VALUE_DIM / 32;
+    const int lane = lane_id(), warp = warp_id();
+    for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
+        float o[PER_LANE], ss = 0.0f;
+#pragma unroll
+        for (int e = 0; e < PER_LANE; ++e) {
+            o[e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
+            ss += o[e] * o[e];
+        }
+        const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
+#pragma unroll
+        for (int e = 0; e < PER_LANE; ++e) {
+            const int j = lane + 32 * e;
+            const float z = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + j);
+            s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z);
+        }
+    }
+    __syncthreads();
+    project_and_add_residual<VALUE_DIM>(p, L.w_out, s);
+}

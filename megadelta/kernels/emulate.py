@@ -1,0 +1,86 @@
+"""Run the megakernel's CUDA sources on the CPU, one std::thread per CUDA thread.
+
+The unchanged stage sources are compiled with g++ against ``cpu_emulation.h``
+(which stands in for ``common.cuh`` and the CUDA built-ins). This checks the
+kernel's logic, indexing and barrier structure against the reference model on
+a machine without a GPU; it is slow (seconds per step for a 4-layer model) and
+says nothing about speed or the GPU memory model. Blocks run 128 threads here
+(the GPU build uses 512), so configs need ``queries_per_kv_head + 2 <= 4``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import torch
+
+from ..config import ModelConfig
+from ..megakernel import KernelBuffers
+from ..state import SequenceState
+from .build import KERNEL_DIR, MAIN_SOURCE, cache_dir, sources
+
+EMULATED_THREADS = 128
+
+
+class EmulatorUnavailable(RuntimeError):
+    pass
+
+
+def build_emulator(config: ModelConfig) -> Path:
+    """Compile (or reuse) the emulated kernel for ``config``; the path of the shared library."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        raise EmulatorUnavailable("g++ is not installed")
+    files = sources(config)
+    files["common.cuh"] = (KERNEL_DIR / "cpu_emulation.h").read_text()
+    files["emulated_main.cpp"] = (f'#include "{MAIN_SOURCE}"\n'
+                                  + (KERNEL_DIR / "cpu_emulation_launch.inc").read_text())
+    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()).hexdigest()[:24]
+    out = cache_dir() / f"emulated-{config.name}-{key}"
+    library = out / "megakernel_emulated.so"
+    if library.exists():
+        return library
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    run = subprocess.run([compiler, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread",
+                          f"-DTHREADS={EMULATED_THREADS}", "-I", str(out), "-o", str(library),
+                          str(out / "emulated_main.cpp")], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise EmulatorUnavailable(f"g++ could not build the emulated kernel:\n{run.stderr}")
+    return library
+
+
+class EmulatedKernel:
+    """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
+
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int = 2):
+        self.config, self.grid = config, grid
+        self.lib = ctypes.CDLL(str(build_emulator(config)))
+        self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
+        self.progress = torch.zeros(1, dtype=torch.int32)
+        self.barrier = torch.tensor([0, self.progress.data_ptr()], dtype=torch.int64)
+
+    def _run(self, state: SequenceState, token_id: int, n_steps: int, tokens: torch.Tensor | None) -> None:
+        state.check_room(n_steps)
+        params = self.buffers.params(state, token_id, n_steps, barrier=self.barrier.data_ptr(),
+                                     progress=self.progress.data_ptr(),
+                                     tokens_out=0 if tokens is None else tokens.data_ptr(),
+                                     logits=tokens is None)
+        self.lib.emulate_launch(ctypes.byref(params), self.grid)
+
+    def decode(self, token_id: int, state: SequenceState) -> torch.Tensor:
+        self._run(state, token_id, 1, None)
+        state.position += 1
+        return self.buffers.logits.clone()
+
+    def decode_greedy(self, token_id: int, state: SequenceState, n_steps: int) -> list[int]:
+        tokens = torch.zeros(n_steps, dtype=torch.int32)
+        self._run(state, token_id, n_steps, tokens)
+        done = int(self.progress[0])
+        state.position += done
+        return tokens[:done].tolist()

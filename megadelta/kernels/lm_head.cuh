@@ -1,0 +1,74 @@
+// Final norm, tied output projection (the embedding matrix) and greedy argmax:
+// warp -> block maximum in shared memory, block -> grid through one slot per
+// block and a grid barrier, after which every block reduces the slots itself
+// and so knows the next token without another barrier. Ties go to the lower
+// token id, as torch.argmax does.
+#pragma once
+#include "matvec.cuh"
+#include "params.cuh"
+#include "smem.cuh"
+
+__device__ __forceinline__ bool better(float v, int i, float best_v, int best_i) {
+    return v > best_v || (v == best_v && i < best_i);
+}
+
+__device__ __forceinline__ int lm_head_argmax(const Params& p, Smem& s) {
+    constexpr int R = RowsPerWarp<HIDDEN>::value;
+    const int lane = lane_id(), warp = warp_id();
+    load_rms_normed<HIDDEN>(p.x, p.final_norm, s.vec, s.scratch);
+    float best_v = NEG_INF;
+    int best_i = VOCAB;
+    matvec<HIDDEN, R>(p.embed, VOCAB, s.vec, [&](int row0, const float* sums) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const int row = row0 + r;
+            if (row >= VOCAB) break;
+            if (p.logits != nullptr && lane == 0) p.logits[row] = sums[r];
+            if (sums[r] > best_v) {   // rows ascend within a warp: strict > keeps the first
+                best_v = sums[r];
+                best_i = row;
+            }
+        }
+    });
+    if (lane == 0) {
+        s.best_val[warp] = best_v;
+        s.best_idx[warp] = best_i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < WARPS; ++w)
+            if (better(s.best_val[w], s.best_idx[w], best_v, best_i)) {
+                best_v = s.best_val[w];
+                best_i = s.best_idx[w];
+            }
+        p.argmax_val[blockIdx.x] = best_v;
+        p.argmax_idx[blockIdx.x] = best_i;
+    }
+    grid_barrier(p.barrier);
+    if (warp == 0) {
+        best_v = NEG_INF;
+        best_i = VOCAB;
+        for (int b = lane; b < gridDim.x; b += 32) {
+            const float v = load_shared_f32(p.argmax_val + b);
+            const int i = __ldcg(p.argmax_idx + b);
+            if (better(v, i, best_v, best_i)) {
+                best_v = v;
+                best_i = i;
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float v = __shfl_xor_sync(0xffffffffu, best_v, o);
+            const int i = __shfl_xor_sync(0xffffffffu, best_i, o);
+            if (better(v, i, best_v, best_i)) {
+                best_v = v;
+                best_i = i;
+            }
+        }
+        if (lane == 0) s.best_idx[0] = best_i;
+    }
+    __syncthreads();
+    const int token = s.best_idx[0];
+    __syncthreads();   // best_idx is rewritten by the next step
+    return token;
+}

@@ -1,0 +1,88 @@
+"""Time the megakernel against its bandwidth floor (used by scripts/gpu_suite.sh).
+
+    python3 -m megadelta.kernels.timing --out result.json [--config qwen3.5-0.8b]
+
+Measures, on random weights: the read bandwidth (the floor's denominator),
+tg128 (128 greedy tokens in one launch from a 1-token context), the per-step
+latency of single-step decode, and greedy throughput at deeper contexts (the KV
+cache is filled with random values instead of a slow prefill: timing only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from ..bench.roofline import GPU_SETUP, read_bandwidth
+from ..bench.timing import timed
+from ..checkpoint import random_weights
+from ..config import PRESETS
+from ..megakernel import MegakernelBackend
+
+
+def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
+    state = backend.new_state(depth + n_gen + 2)
+    state.k_cache.normal_()
+    state.v_cache.normal_()
+    times = []
+    for _ in range(reps + 1):   # the first is a warm-up
+        state.position = depth
+        times.append(timed(backend.device, lambda: list(backend.decode_greedy(1, state, n_gen, set())))[1])
+    return statistics.median(times[1:])
+
+
+def time_backend(backend: MegakernelBackend, depths: list[int], reps: int, floor_s: float) -> dict:
+    n_gen = 128
+    out = {}
+    for depth in depths:
+        s = greedy_seconds(backend, depth, n_gen, reps)
+        out[f"tg{n_gen}@{depth}"] = {"tok_s": n_gen / s, "ms_per_token": s / n_gen * 1e3,
+                                     "fraction_of_floor": floor_s / (s / n_gen)}
+    state = backend.new_state(64)
+    steps = [timed(backend.device, lambda: backend.decode(1, state))[1] for _ in range(32)]
+    out["single_step_ms"] = statistics.median(steps[2:]) * 1e3
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="qwen3.5-0.8b", choices=sorted(PRESETS))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--depths", default="0,4096,32768")
+    parser.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
+                        help="also time the kernel built with these NVRTC options (repeatable), "
+                             "e.g. -DPREFETCH_NEXT_STAGE=0")
+    args = parser.parse_args()
+
+    device = torch.device("cuda")
+    config = PRESETS[args.config]
+    t0 = time.perf_counter()
+    weights = {k: v.to(device) for k, v in random_weights(config, seed=1).items()}
+    backend = MegakernelBackend(config, weights, device, prefill="reference")
+    setup_s = time.perf_counter() - t0
+    bandwidth = read_bandwidth(device, GPU_SETUP.bandwidth_bytes)
+    floor_s = config.decode_bytes_per_step() / bandwidth
+    depths = [int(d) for d in args.depths.split(",")]
+    result = {
+        "config": config.name, "device": torch.cuda.get_device_name(device), "grid": backend.grid,
+        "setup_seconds": setup_s, "read_bandwidth_gbs": bandwidth / 1e9,
+        "decode_bytes_per_step": config.decode_bytes_per_step(),
+        "floor_ms": floor_s * 1e3, "floor_tok_s": 1 / floor_s,
+        "default": time_backend(backend, depths, args.reps, floor_s),
+    }
+    for options in args.variant:
+        variant = MegakernelBackend(config, weights, device, prefill="reference",
+                                    kernel_options=tuple(options.split()))
+        result[options] = time_backend(variant, depths, args.reps, floor_s)
+    print(json.dumps(result, indent=1))
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""The megakernel backend: every decode step of the model in one persistent CUDA launch.
+
+``decode`` runs one step and returns its logits; ``decode_greedy`` runs up to N
+steps in one launch, feeding each argmax back on the device and streaming the
+tokens to the host as they are produced. Prefill uses the fast prefill module
+when it is available and otherwise the reference model in bf16 on the GPU;
+both write the same ``SequenceState`` the kernel continues from.
+
+Weights are repacked once for the kernel (see docs/megakernel.md): per layer one
+input-projection matrix ([q|k|v|z|b|a] or [q,gate|k|v]), gate and up rows
+interleaved, zero-centred norms stored as 1 + w; the embedding is used as is,
+for the input row and as the tied output projection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from .checkpoint import is_zero_centred_norm
+from .config import ATTENTION, ModelConfig
+from .kernels import driver
+from .kernels.build import KERNEL_NAME, compile_megakernel
+from .kernels.codegen import THREADS, check_supported
+from .state import ContextLengthError, SequenceState
+
+MATRIX_DTYPE = torch.bfloat16
+# Fields of struct LayerWeights (params.cuh), in order.
+LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
+                "q_norm", "k_norm", "w_gate_up", "w_down")
+POLL_SECONDS = 20e-6
+
+
+class Params(ctypes.Structure):
+    """struct Params of params.cuh, field for field."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
+        "mixer_out", "attn_partial", "mlp_h", "argmax_val", "argmax_idx", "logits", "barrier",
+        "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
+        "n_stop", "max_seq", "first_token", "position", "n_steps", "pad_")]
+
+
+def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
+                 ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """The kernel's layout of the weights: (global tensors, one dict per layer)."""
+    def get(name: str, dtype: torch.dtype) -> torch.Tensor:
+        if name not in weights:
+            raise KeyError(f"weights are missing {name!r}")
+        return weights[name].to(device=device, dtype=dtype).contiguous()
+
+    def norm(name: str) -> torch.Tensor:
+        w = get(name, torch.float32)
+        return (1.0 + w).contiguous() if is_zero_centred_norm(name) else w
+
+    layers = []
+    for i, kind in enumerate(config.layer_types):
+        p = f"layers.{i}."
+        layer = {"input_norm": norm(p + "input_layernorm.weight"),
+                 "post_norm": norm(p + "post_attention_layernorm.weight"),
+                 "w_gate_up": torch.stack([get(p + "mlp.gate_proj.weight", MATRIX_DTYPE),
+                                           get(p + "mlp.up_proj.weight", MATRIX_DTYPE)], dim=1)
+                 .reshape(2 * config.intermediate_size, config.hidden_size).contiguous(),
+                 "w_down": get(p + "mlp.down_proj.weight", MATRIX_DTYPE)}
+        if kind == ATTENTION:
+            a = p + "self_attn."
+            layer.update(
+                w_in=torch.cat([get(a + n, MATRIX_DTYPE) for n in ("q_proj.weight", "k_proj.weight",
+                                                                   "v_proj.weight")]),
+                w_out=get(a + "o_proj.weight", MATRIX_DTYPE),
+                q_norm=norm(a + "q_norm.weight"), k_norm=norm(a + "k_norm.weight"))
+        else:
+            d = p + "linear_attn."
+            layer.update(
+                w_in=torch.cat([get(d + n, MATRIX_DTYPE) for n in ("in_proj_qkv.weight", "in_proj_z.weight",
+                                                                   "in_proj_b.weight", "in_proj_a.weight")]),
+                w_out=get(d + "out_proj.weight", MATRIX_DTYPE),
+                conv_w=get(d + "conv1d.weight", torch.float32)[:, 0, :].contiguous(),
+                a_log=get(d + "A_log", torch.float32), dt_bias=get(d + "dt_bias", torch.float32),
+                out_norm=norm(d + "norm.weight"))
+        layers.append(layer)
+    globals_ = {"embed": get("embed_tokens.weight", MATRIX_DTYPE), "final_norm": norm("norm.weight")}
+    return globals_, layers
+
+
+def _ptr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+class KernelBuffers:
+    """Everything the kernel reads besides the state: packed weights, the layer
+    pointer table and float32 scratch sized for ``grid`` blocks. Shared by the
+    CUDA backend and the CPU emulator (``kernels/emulate.py``)."""
+
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, grid: int):
+        c, f32 = config, torch.float32
+        self.globals, self.layers = pack_weights(config, weights, device)
+        self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
+                                        dtype=torch.int64).to(device)
+        proj_rows = max(c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, 2 * c.q_size + 2 * c.kv_size)
+        vec_max = max(c.hidden_size, c.intermediate_size, c.value_dim, c.q_size)
+        self.scratch = {
+            "x": torch.empty(c.hidden_size, dtype=f32, device=device),
+            "proj": torch.empty(proj_rows, dtype=f32, device=device),
+            "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
+            "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),
+            "mlp_h": torch.empty(c.intermediate_size, dtype=f32, device=device),
+            "argmax_val": torch.empty(grid, dtype=f32, device=device),
+            "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
+        }
+        self.logits = torch.empty(c.vocab_size, dtype=f32, device=device)
+        self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
+
+    def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
+               tokens_out: int, logits: bool) -> Params:
+        """The kernel argument; ``barrier``, ``progress`` and ``tokens_out`` are device addresses."""
+        s = self.scratch
+        return Params(
+            layers=_ptr(self.layer_table), embed=_ptr(self.globals["embed"]),
+            final_norm=_ptr(self.globals["final_norm"]),
+            conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
+            k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
+            x=_ptr(s["x"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
+            attn_partial=_ptr(s["attn_partial"]), mlp_h=_ptr(s["mlp_h"]), argmax_val=_ptr(s["argmax_val"]),
+            argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
+            tokens_out=tokens_out, progress=progress,
+            stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,
+            n_stop=self.stop_ids.numel(), max_seq=state.max_seq_len, first_token=token_id,
+            position=state.position, n_steps=n_steps, pad_=0)
+
+
+def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):
+    """``fast``: megadelta.prefill; ``reference``: the reference model in bf16;
+    ``auto``: fast when it imports."""
+    if kind not in ("auto", "fast", "reference"):
+        raise ValueError(f"unknown prefill {kind!r}; choose auto, fast or reference")
+    if kind != "reference":
+        try:
+            from .prefill import FastPrefill
+        except ImportError:
+            if kind == "fast":
+                raise
+        else:
+            return FastPrefill(config, weights, device)
+    from .model import Qwen35Model
+
+    return Qwen35Model(config, weights, dtype=MATRIX_DTYPE, device=device)
+
+
+class MegakernelBackend:
+    """The Backend protocol of docs/architecture.md on one CUDA device."""
+
+    name = "megakernel"
+    # Single-step mode (decode) launches once per step; decode_greedy launches
+    # once for all its steps.
+    kernel_launches_per_step = 1
+
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
+                 prefill: str = "auto", kernel_options: tuple[str, ...] = ()):
+        """``kernel_options``: extra NVRTC options, e.g. ``("-DPREFETCH_NEXT_STAGE=0",)``
+        to time a variant."""
+        self.config, self.device = config, torch.device(device)
+        if self.device.type != "cuda":
+            raise ValueError(f"the megakernel backend needs a CUDA device, got {self.device}")
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        check_supported(config)
+        driver.ensure_context(self.device)
+        if not driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH):
+            raise RuntimeError(f"{torch.cuda.get_device_name(self.device)} cannot launch cooperative kernels")
+        self.arch = driver.arch_of(self.device)
+        self.build = compile_megakernel(config, self.arch, extra_options=tuple(kernel_options))
+        self.kernel = driver.Kernel(self.build.cubin, KERNEL_NAME)
+        blocks_per_sm = self.kernel.max_active_blocks_per_sm(THREADS)
+        if blocks_per_sm < 1:
+            raise RuntimeError(f"the megakernel does not fit on an SM of {torch.cuda.get_device_name(self.device)}")
+        # Only co-resident blocks may wait at a grid barrier: exactly what fits.
+        self.grid = blocks_per_sm * driver.device_attribute(self.device,
+                                                            driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        self.buffers = KernelBuffers(config, weights, self.device, self.grid)
+        self.progress = driver.MappedInts(1)
+        self.tokens = driver.MappedInts(1)
+        # [arrival counter, where a barrier timeout is reported]
+        self.barrier = torch.tensor([0, self.progress.device_ptr], dtype=torch.int64).to(self.device)
+        self._prefill = make_prefill(config, weights, self.device, prefill)
+
+    # ---- Backend protocol ------------------------------------------------
+    def new_state(self, max_seq_len: int) -> SequenceState:
+        return SequenceState.empty(self.config, max_seq_len, MATRIX_DTYPE, self.device)
+
+    def prefill(self, token_ids: list[int], state: SequenceState) -> torch.Tensor:
+        self._check_state(state)
+        return self._prefill.prefill(token_ids, state)
+
+    def decode(self, token_id: int, state: SequenceState) -> torch.Tensor:
+        """One step: feed ``token_id``, return the next position's logits [vocab] fp32."""
+        self._check_state(state)
+        self._check_token(token_id)
+        state.check_room(1)
+        self._launch(token_id, state, n_steps=1, logits=True, publish=False)
+        state.position += 1
+        with self._explain_failure():
+            return self.buffers.logits.clone()
+
+    def decode_greedy(self, token_id: int, state: SequenceState, max_tokens: int,
+                      stop_ids: set[int]) -> Iterator[int]:
+        """Feed ``token_id``, then yield up to ``max_tokens`` greedy tokens (stopping
+        after one in ``stop_ids``), all from one launch. If the consumer stops early
+        the launch still completes, and ``state`` reflects every step it ran."""
+        self._check_state(state)
+        self._check_token(token_id)
+        if max_tokens <= 0:
+            return
+        n_steps = min(max_tokens, state.max_seq_len - state.position)
+        if n_steps <= 0:
+            state.check_room(1)
+        stream = torch.cuda.current_stream(self.device)
+        stream.synchronize()   # the mapped buffers are rewritten below
+        if self.tokens.n < n_steps:
+            self.tokens = driver.MappedInts(n_steps)
+        self.buffers.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.int32).to(self.device)
+        self._launch(token_id, state, n_steps=n_steps, logits=False, publish=True)
+        seen = 0
+        try:
+            while True:
+                with self._explain_failure():
+                    done = driver.stream_done(stream.cuda_stream)
+                published = self.progress.values[0]
+                while seen < published:
+                    yield self.tokens.values[seen]
+                    seen += 1
+                if done:
+                    break
+                time.sleep(POLL_SECONDS)
+        finally:
+            with self._explain_failure():
+                stream.synchronize()
+            state.position += max(self.progress.values[0], 0)   # negative: a failed launch
+        if seen == n_steps < max_tokens and self.tokens.values[seen - 1] not in stop_ids:
+            raise ContextLengthError(f"the context limit of {state.max_seq_len} tokens was reached "
+                                     f"after {n_steps} of {max_tokens} tokens")
+
+    # ---- internals -------------------------------------------------------
+    def _check_state(self, state: SequenceState) -> None:
+        c = self.config
+        n_dn, n_att = len(c.deltanet_layers), len(c.attention_layers)
+        expected = {
+            "conv_state": ((n_dn, c.conv_dim, c.conv_state_len), torch.float32),
+            "deltanet_state": ((n_dn, c.linear_num_value_heads, c.linear_key_head_dim,
+                                c.linear_value_head_dim), torch.float32),
+            "k_cache": ((n_att, c.num_key_value_heads, state.max_seq_len, c.head_dim), MATRIX_DTYPE),
+            "v_cache": ((n_att, c.num_key_value_heads, state.max_seq_len, c.head_dim), MATRIX_DTYPE),
+        }
+        for name, (shape, dtype) in expected.items():
+            t = getattr(state, name)
+            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device or not t.is_contiguous():
+                raise ValueError(f"state.{name} is {tuple(t.shape)} {t.dtype} on {t.device}; the megakernel "
+                                 f"needs a contiguous {shape} {dtype} on {self.device} (use new_state)")
+
+    def _check_token(self, token_id: int) -> None:
+        if not 0 <= token_id < self.config.vocab_size:
+            raise ValueError(f"token id {token_id} is outside the vocabulary [0, {self.config.vocab_size})")
+
+    @contextmanager
+    def _explain_failure(self):
+        """Turn the kernel's grid-barrier timeout report into a readable error."""
+        try:
+            yield
+        except (RuntimeError, driver.CudaError) as e:
+            report = self.progress.values[0]
+            if report < 0:
+                raise RuntimeError(f"the megakernel's grid barrier timed out with {-1 - report} of "
+                                   f"{self.grid} blocks arrived; the CUDA context is unusable") from e
+            raise
+
+    def _launch(self, token_id: int, state: SequenceState, n_steps: int, logits: bool, publish: bool) -> None:
+        self.progress.values[0] = 0
+        args = self.buffers.params(state, token_id, n_steps, barrier=_ptr(self.barrier),
+                                   progress=self.progress.device_ptr,
+                                   tokens_out=self.tokens.device_ptr if publish else 0, logits=logits)
+        self.kernel.launch_cooperative(self.grid, THREADS, torch.cuda.current_stream(self.device).cuda_stream, args)

@@ -1,0 +1,140 @@
+"""The fast prefill on the GPU against the float32 reference model.
+
+Fresh random weights every run (the seed is printed). Errors are relative,
+||fast - ref|| / ||ref||, over the last-position logits and over every part of
+the state a decode reads: conv inputs, DeltaNet states and the KV cache.
+Run with -s to see the numbers.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from megadelta.checkpoint import random_weights
+from megadelta.config import QWEN35_0_8B
+from megadelta.model import Qwen35Model
+from megadelta.prefill import FastPrefill, torch_ops
+
+pytestmark = pytest.mark.gpu
+
+CONFIG = QWEN35_0_8B
+TOL = 2e-2                 # bf16 projections against a float32 oracle
+STAGE_TOL = 5e-3           # one Triton stage against its PyTorch definition (tf32 products)
+LENGTHS = [1, 63, 64, 65, 520, 4000, 20000]
+MAX_SEQ = 20480
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return float((a - b).norm() / b.norm())
+
+
+class Models:
+    def __init__(self):
+        self.seed = random.randrange(1 << 30)
+        print(f"\nweights seed {self.seed} (confident)")
+        weights = {k: v.cuda() for k, v in random_weights(CONFIG, self.seed, confident=True).items()}
+        self.ref = Qwen35Model(CONFIG, weights, dtype=torch.float32, device="cuda")
+        self.ref_bf16 = Qwen35Model(CONFIG, weights, dtype=torch.bfloat16, device="cuda")
+        self.fast = FastPrefill(CONFIG, weights, "cuda")
+
+    def prompt(self, n: int, salt: int = 0) -> list[int]:
+        rng = random.Random(self.seed * 31 + n + salt)
+        return [rng.randrange(CONFIG.vocab_size) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models()
+
+
+def state_errors(fast_state, ref_state) -> dict[str, float]:
+    n = ref_state.position
+    return {
+        "conv": rel_err(fast_state.conv_state, ref_state.conv_state),
+        "deltanet": rel_err(fast_state.deltanet_state, ref_state.deltanet_state),
+        "k": rel_err(fast_state.k_cache[:, :, :n], ref_state.k_cache[:, :, :n]),
+        "v": rel_err(fast_state.v_cache[:, :, :n], ref_state.v_cache[:, :, :n]),
+    }
+
+
+@pytest.mark.parametrize("length", LENGTHS)
+def test_prefill_matches_float32_reference(models, length):
+    tokens = models.prompt(length)
+    ref_state = models.ref.new_state(MAX_SEQ)
+    expected = models.ref.prefill(tokens, ref_state)
+    fast_state = models.ref_bf16.new_state(MAX_SEQ)
+    got = models.fast.prefill(tokens, fast_state)
+    errors = {"logits": rel_err(got, expected), **state_errors(fast_state, ref_state)}
+    print(f"T={length}: " + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    assert fast_state.position == length
+    assert all(e <= TOL for e in errors.values()), errors
+
+
+def test_continuation_equals_one_prefill(models):
+    first, second = models.prompt(300), models.prompt(77, salt=1)
+    whole = models.ref_bf16.new_state(512)
+    expected = models.fast.prefill(first + second, whole)
+    pieces = models.ref_bf16.new_state(512)
+    models.fast.prefill(first, pieces)
+    got = models.fast.prefill(second, pieces)
+    errors = {"logits": rel_err(got, expected), **state_errors(pieces, whole)}
+    print("continuation: " + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    assert pieces.position == whole.position
+    assert all(e <= TOL for e in errors.values()), errors
+
+
+def test_graph_replay_matches_eager(models):
+    tokens = models.prompt(200, salt=2)
+    eager_state = models.ref_bf16.new_state(256)
+    expected = models.fast._forward(models.fast._device_tokens(tokens), eager_state, False)
+    for _ in range(3):      # the second call captures, the third replays
+        state = models.ref_bf16.new_state(256)
+        got = models.fast.prefill(tokens, state)
+    assert 200 in models.fast.graphs.graphs
+    eager_state.position = 200
+    errors = {"logits": rel_err(got, expected), **state_errors(state, eager_state)}
+    print("graph replay vs eager: " + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    assert all(e <= 1e-5 for e in errors.values()), errors
+
+
+def test_decode_after_prefill_gives_reference_tokens(models):
+    prompt = models.prompt(100, salt=3)
+
+    def greedy(state, logits, steps=64):
+        out = []
+        for _ in range(steps):
+            out.append(int(logits.argmax()))
+            logits = models.ref_bf16.decode(out[-1], state)
+        return out
+
+    ref_state = models.ref_bf16.new_state(256)
+    expected = greedy(ref_state, models.ref_bf16.prefill(prompt, ref_state))
+    fast_state = models.ref_bf16.new_state(256)
+    got = greedy(fast_state, models.fast.prefill(prompt, fast_state))
+    print(f"decode after prefill: {sum(a == b for a, b in zip(got, expected))}/64 tokens agree")
+    assert got == expected
+
+
+def test_deltanet_kernels_match_torch():
+    from megadelta.prefill import triton_ops
+    from megadelta.prefill.weights import DeltaNetWeights
+
+    c, seq_len = CONFIG, 700
+    torch.manual_seed(random.randrange(1 << 30))
+    hv = c.linear_num_value_heads
+    proj = torch.randn(seq_len, c.conv_dim + c.value_dim + 2 * hv, device="cuda").bfloat16()
+    w = DeltaNetWeights(in_proj=None, conv=torch.randn(c.conv_dim, c.linear_conv_kernel_dim, device="cuda") * 0.5,
+                        a_log=torch.rand(hv, device="cuda").mul(16).log(), dt_bias=torch.randn(hv, device="cuda"),
+                        norm=None, out_proj=None)
+    conv = torch.randn(c.conv_dim, c.linear_conv_kernel_dim - 1, device="cuda")
+    state = torch.randn(hv, c.linear_key_head_dim, c.linear_value_head_dim, device="cuda") * 0.1
+    conv_ref, state_ref = conv.clone(), state.clone()
+    expected = torch_ops.deltanet(proj, conv_ref, state_ref, w, c)
+    got = triton_ops.deltanet(proj, conv, state, w, c)
+    errors = {"out": rel_err(got, expected), "state": rel_err(state, state_ref), "conv": rel_err(conv, conv_ref)}
+    print("deltanet kernels vs torch: " + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    assert all(e <= STAGE_TOL for e in errors.values()), errors

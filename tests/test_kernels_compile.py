@@ -1,0 +1,188 @@
+"""The megakernel compiles, with no GPU, for every target architecture and
+config, through nvcc and through NVRTC; ptxas must report no register spills
+and no stack frame (a spill or a local array in the fused kernel costs local-
+memory traffic on every step)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from megadelta.config import QWEN35_0_8B, QWEN35_2B, QWEN35_GROUPED_VALUE
+from megadelta.kernels.build import KERNEL_NAME, MAIN_SOURCE, CompileError, compile_megakernel, sources
+
+ARCHS = ["sm_90a", "sm_80", "sm_86", "sm_89"]
+CONFIGS = [QWEN35_0_8B, QWEN35_2B, QWEN35_GROUPED_VALUE]
+
+
+def resource_report(log: str) -> dict[str, int]:
+    """Stack frame, spills and registers of the megakernel from ptxas -v output."""
+    section = log[log.index(f"Compiling entry function '{KERNEL_NAME}'"):]
+    frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", section)
+    regs = re.search(r"Used (\d+) registers", section)
+    assert frame and regs, f"no resource report in:\n{log}"
+    return {"stack": int(frame[1]), "spill_stores": int(frame[2]), "spill_loads": int(frame[3]),
+            "registers": int(regs[1])}
+
+
+def check_resources(report: dict[str, int], where: str) -> None:
+    assert report["spill_stores"] == 0 and report["spill_loads"] == 0, f"{where}: register spills {report}"
+    assert report["stack"] == 0, f"{where}: nonzero stack frame {report}"
+
+
+def gencode(arch: str) -> str:
+    return f"arch=compute_{arch[3:]},code={arch}"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_nvcc_compiles_without_spills(tmp_path, config, arch):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed (the NVRTC test covers the build users get)")
+    for name, text in sources(config).items():
+        (tmp_path / name).write_text(text)
+    run = subprocess.run([nvcc, "-cubin", f"-gencode={gencode(arch)}", "-std=c++17", "-Xptxas", "-v",
+                          "-o", str(tmp_path / "k.cubin"), str(tmp_path / MAIN_SOURCE)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    check_resources(resource_report(run.stderr), f"nvcc {arch} {config.name}")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_nvrtc_compiles_without_spills(config, arch):
+    try:
+        build = compile_megakernel(config, arch, use_cache=False, extra_options=("--ptxas-options=-v",))
+    except CompileError as e:
+        if "libnvrtc not found" in str(e):
+            pytest.skip(str(e))
+        raise
+    assert build.cubin[:4] == b"\x7fELF"
+    check_resources(resource_report(build.log), f"NVRTC {arch} {config.name}")
+
+
+def test_compile_error_shows_the_log(monkeypatch):
+    import megadelta.kernels.build as build
+
+    def broken(config):
+        files = sources(config)
+        files[MAIN_SOURCE] += "\nthis is not C++;\n"
+        return files
+
+    monkeypatch.setattr(build, "sources", broken)
+    with pytest.raises(CompileError, match="this|error"):
+        build.compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
+
+
+def test_cache_is_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEGADELTA_CACHE", str(tmp_path))
+    first = compile_megakernel(QWEN35_0_8B, "sm_90a")
+    cached = list((tmp_path / "kernels").glob("*.cubin"))
+    assert len(cached) == 1
+    again = compile_megakernel(QWEN35_0_8B, "sm_90a")
+    assert again.cubin == first.cubin and again.log == ""
+
+
+def c_struct_fields(source: str, struct: str) -> list[tuple[str, str]]:
+    """(type, name) of each field of ``struct`` in a CUDA header."""
+    body = source[source.index(f"struct {struct} {{"):]
+    body = body[:body.index("};")]
+    fields = re.findall(r"^\s+((?:const |volatile )?\w+\*?)\s+(\w+);", body, flags=re.M)
+    return [(t.replace("const ", "").replace("volatile ", ""), n) for t, n in fields]
+
+
+def test_host_mirrors_the_kernel_argument():
+    """megakernel.Params and LAYER_FIELDS must match params.cuh field for field."""
+    import ctypes
+
+    from megadelta.megakernel import LAYER_FIELDS, Params
+
+    header = sources(QWEN35_0_8B)["params.cuh"]
+    c_params = c_struct_fields(header, "Params")
+    assert [n for _, n in c_params] == [n for n, _ in Params._fields_]
+    for (c_type, name), (_, py_type) in zip(c_params, Params._fields_):
+        assert (py_type is ctypes.c_uint64) == c_type.endswith("*"), name
+        assert c_type.endswith("*") or c_type == "int", name
+    assert [n for _, n in c_struct_fields(header, "LayerWeights")] == list(LAYER_FIELDS)
+    assert all(t.endswith("*") for t, _ in c_struct_fields(header, "LayerWeights"))
+
+
+def test_weights_are_packed_as_the_kernel_reads_them():
+    import torch
+
+    from megadelta.checkpoint import random_weights
+    from megadelta.config import tiny_config
+    from megadelta.megakernel import pack_weights
+
+    config = tiny_config(vocab_size=512)
+    weights = random_weights(config, seed=3)
+    globals_, layers = pack_weights(config, weights, torch.device("cpu"))
+    dn, att = config.deltanet_layers[0], config.attention_layers[0]
+    gate, up = weights[f"layers.{dn}.mlp.gate_proj.weight"], weights[f"layers.{dn}.mlp.up_proj.weight"]
+    assert torch.equal(layers[dn]["w_gate_up"][0::2], gate) and torch.equal(layers[dn]["w_gate_up"][1::2], up)
+    p = f"layers.{dn}.linear_attn."
+    assert torch.equal(layers[dn]["w_in"], torch.cat([weights[p + n] for n in (
+        "in_proj_qkv.weight", "in_proj_z.weight", "in_proj_b.weight", "in_proj_a.weight")]))
+    assert torch.equal(layers[dn]["out_norm"], weights[p + "norm.weight"])   # w, not 1 + w
+    assert torch.allclose(layers[att]["q_norm"], 1 + weights[f"layers.{att}.self_attn.q_norm.weight"])
+    assert torch.allclose(globals_["final_norm"], 1 + weights["norm.weight"])
+    assert layers[dn]["conv_w"].shape == (config.conv_dim, config.linear_conv_kernel_dim)
+
+
+def emulation_config(value_heads: int):
+    """Real head shapes, 4 layers, small widths: the emulator runs a step in seconds."""
+    from megadelta.config import ATTENTION, DELTANET, tiny_config
+
+    return tiny_config(vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                       layer_types=(DELTANET, DELTANET, DELTANET, ATTENTION), num_attention_heads=2,
+                       num_key_value_heads=1, head_dim=256, linear_num_key_heads=2,
+                       linear_num_value_heads=value_heads, linear_key_head_dim=128, linear_value_head_dim=128,
+                       name=f"emulated-v{value_heads}")
+
+
+def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch):
+    """The CUDA sources, run on CPU threads (grid of 2, grouped value heads, a
+    40-token context split over both blocks), against the float32 reference: one
+    step's logits and state, then a greedy launch of 2 steps."""
+    import torch
+
+    from megadelta.checkpoint import random_weights
+    from megadelta.kernels.emulate import EmulatedKernel, EmulatorUnavailable
+    from megadelta.model import Qwen35Model
+    from megadelta.state import SequenceState
+
+    monkeypatch.setenv("MEGADELTA_CACHE", str(tmp_path))
+    config = emulation_config(value_heads=4)
+    weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
+    try:
+        kernel = EmulatedKernel(config, weights, grid=2)
+    except EmulatorUnavailable as e:
+        pytest.skip(str(e))
+    ref = Qwen35Model(config, weights, dtype=torch.float32)
+
+    def state_from(rs):
+        ks = SequenceState.empty(config, rs.max_seq_len, torch.bfloat16)
+        for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+            getattr(ks, name).copy_(getattr(rs, name))
+        ks.position = rs.position
+        return ks
+
+    rs = ref.new_state(48)
+    token = int(ref.prefill([(i * 37) % config.vocab_size for i in range(40)], rs).argmax())
+    start = rs.clone()
+    ks = state_from(rs)
+    got, want = kernel.decode(token, ks), ref.decode(token, rs)
+    assert float((got - want).norm() / want.norm()) < 2e-3
+    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+        a, b = getattr(ks, name)[..., :rs.position, :] if "cache" in name else getattr(ks, name), \
+            getattr(rs, name)[..., :rs.position, :] if "cache" in name else getattr(rs, name)
+        assert float((a.float() - b).norm() / b.norm()) < 1e-2, name
+
+    greedy_state = state_from(start)
+    tokens = kernel.decode_greedy(token, greedy_state, 2)
+    assert len(tokens) == 2 and tokens[0] == int(got.argmax())
+    assert greedy_state.position == start.position + 2
