@@ -67,7 +67,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", metavar="DIR",
                        help="Hugging Face checkpoint directory (default: the embedded Qwen3.5-0.8B)")
     group.add_argument("--backend", default="auto", choices=("auto", "reference", "megakernel"),
-                       help="auto: the megakernel on a CUDA GPU, else the PyTorch reference (default)")
+                       help="auto (default): the PyTorch reference, until the megakernel passes its GPU "
+                            "suite; megakernel: the CUDA decode megakernel (experimental)")
     group.add_argument("--device", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)")
     group.add_argument("--dtype", choices=("bfloat16", "float32", "float16"),
                        help="weights dtype (default: bfloat16 on CUDA, float32 on CPU)")

@@ -97,14 +97,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# Whether ``auto`` picks the megakernel on a CUDA device. Off until the
+# megakernel passes scripts/gpu_suite.sh: its first H100 launches hung
+# (benchmarks/logs/2026-11-25-h100/), and auto must never hang a user's run.
+AUTO_USES_MEGAKERNEL = False
+
+
 def select_backend(name: str, device: torch.device | str):
     """The backend class for ``name`` on ``device``; every class is built as
     ``cls(config, weights, device)``. ``auto`` takes the megakernel on CUDA
-    when it imports and the reference model otherwise."""
+    when AUTO_USES_MEGAKERNEL and it imports, and the reference model otherwise."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     device = torch.device(device)
-    if name == "reference" or (name == "auto" and device.type != "cuda"):
+    if name == "reference" or (name == "auto" and (device.type != "cuda" or not AUTO_USES_MEGAKERNEL)):
         return ReferenceBackend
     if name == "megakernel" and device.type != "cuda":
         raise BackendUnavailableError(f"the megakernel backend needs a CUDA device, got {device}")

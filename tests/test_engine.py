@@ -293,7 +293,7 @@ def small_confident_checkpoint(tmp_path_factory):
 
 @pytest.mark.gpu
 def test_megakernel_engine_matches_the_reference(small_confident_checkpoint):
-    kernel = Engine.load(small_confident_checkpoint, backend="auto", device="cuda", max_seq_len=1024)
+    kernel = Engine.load(small_confident_checkpoint, backend="megakernel", device="cuda", max_seq_len=1024)
     reference = Engine.load(small_confident_checkpoint, backend="reference", device="cuda",
                             max_seq_len=1024)
     assert kernel.backend.name == "megakernel"

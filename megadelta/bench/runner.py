@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import checkpoint
 from ..config import ModelConfig, tiny_config
+from ..engine import AUTO_USES_MEGAKERNEL
 from . import roofline
 from .energy import EnergyMeter, Gpu, NvmlUnavailable
 from .peers import (HFTransformersSystem, MegadeltaSystem, PeerUnavailable, TimedSystem,
@@ -31,6 +32,8 @@ from .stats import energy_per_token, summarize, summarize_rates
 from .timing import synchronize, timed
 
 SCHEMA_VERSION = 1
+EXPERIMENTAL_MEGAKERNEL = ("experimental: it has not yet passed its GPU suite (scripts/gpu_suite.sh); "
+                           "pass --systems megadelta-megakernel,... to run it anyway")
 SYSTEMS = ("megadelta-megakernel", "megadelta-reference", "hf-transformers-eager",
            "hf-transformers-compile", "llama.cpp")
 PROMPT_SEED_OFFSET = 1  # the prompt's seed differs from the tiny checkpoint's weights' seed
@@ -135,6 +138,7 @@ class RunContext:
         max_len = max(w.max_seq_len for w in o.workloads())
         common = dict(device=o.device, dtype=o.dtype, max_seq_len=max_len, prompt=self.prompt)
         megakernel = ("needs a CUDA GPU" if o.device.type != "cuda" else
+                      EXPERIMENTAL_MEGAKERNEL if o.systems is None and not AUTO_USES_MEGAKERNEL else
                       lambda: MegadeltaSystem(model_dir, "megakernel", **common))
         compiled = ("not requested (pass --hf-compile)" if not o.hf_compile else
                     lambda: HFTransformersSystem(model_dir, compile=True, **common))

@@ -38,7 +38,11 @@ __device__ __forceinline__ int grid_warp() {
     asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(block));
     return block * WARPS + warp_id();
 }
-__device__ __forceinline__ int grid_warps() { return grid_warps(); }
+__device__ __forceinline__ int grid_warps() {
+    int blocks;
+    asm volatile("mov.u32 %0, %%nctaid.x;" : "=r"(blocks));
+    return blocks * WARPS;
+}
 
 // ---- bf16 <-> float -------------------------------------------------------
 __device__ __forceinline__ float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
