@@ -93,11 +93,11 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
                 s.att_v[d] = float_to_bf16(load_shared_f32(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d));
         }
         __syncthreads();
-        for (int i = threadIdx.x; i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
+        for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
 
         const size_t head_base = ((size_t)slot * N_KV_HEADS + kvh) * p.max_seq * HEAD_DIM;
         if (t1 == n_pos) {   // the chunk holding this position appends it to the cache
-            for (int d = threadIdx.x; d < HEAD_DIM; d += THREADS) {
+            for (int d = thread_id(); d < HEAD_DIM; d += THREADS) {
                 p.k_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_k[d];
                 p.v_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_v[d];
             }
@@ -174,8 +174,8 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
                 for (int e = 0; e < 8; ++e) atomicAdd(&s.att_acc[h][c * 256 + lane * 8 + e], acc[h][c * 8 + e] * scale);
         }
         __syncthreads();
-        if (threadIdx.x < QUERIES_PER_KV) {
-            const int h = threadIdx.x;
+        if (thread_id() < QUERIES_PER_KV) {
+            const int h = thread_id();
             float block_max = NEG_INF, block_sum = 0.0f;
             for (int w = 0; w < WARPS; ++w) block_max = fmaxf(block_max, s.att_max[w][h]);
             for (int w = 0; w < WARPS; ++w)
@@ -183,7 +183,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             record[h * PARTIAL_STRIDE] = block_max;
             record[h * PARTIAL_STRIDE + 1] = block_sum;
         }
-        for (int i = threadIdx.x; i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
+        for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
             record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
         __syncthreads();
     }

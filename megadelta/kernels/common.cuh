@@ -22,16 +22,18 @@ typedef unsigned long long u64;
 // Read through volatile asm so the compiler recomputes them where used instead
 // of hoisting dozens of derived indices out of the step loop and keeping them
 // live in registers across every stage (which made the fused kernel spill).
+// The stages use these, never threadIdx.x directly.
 __device__ __forceinline__ int lane_id() {
     int v;
     asm volatile("mov.u32 %0, %%laneid;" : "=r"(v));
     return v;
 }
-__device__ __forceinline__ int warp_id() {
+__device__ __forceinline__ int thread_id() {
     int v;
     asm volatile("mov.u32 %0, %%tid.x;" : "=r"(v));
-    return v >> 5;
+    return v;
 }
+__device__ __forceinline__ int warp_id() { return thread_id() >> 5; }
 // This warp's index in the grid, and the grid's warp count.
 __device__ __forceinline__ int grid_warp() {
     int block;
@@ -134,7 +136,7 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // Sum over the block; every thread gets the result. `scratch` holds WARPS floats.
 __device__ __forceinline__ float block_sum(float v, float* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int lane = lane_id(), warp = warp_id();
     v = warp_sum(v);
     __syncthreads();                      // scratch may still be read from a previous call
     if (lane == 0) scratch[warp] = v;
@@ -179,7 +181,7 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (thread_id() == 0) {
         const u64 n = gridDim.x;
         const u64 target = (arrive_release(counter) / n + 1) * n;
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)

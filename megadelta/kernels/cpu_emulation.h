@@ -61,6 +61,7 @@ inline float __cosf(float x) { return std::cos(x); }
 inline float __sinf(float x) { return std::sin(x); }
 
 inline int lane_id() { return threadIdx.x & 31; }
+inline int thread_id() { return threadIdx.x; }
 inline int warp_id() { return threadIdx.x >> 5; }
 inline int grid_warp() { return blockIdx.x * WARPS + warp_id(); }
 inline int grid_warps() { return gridDim.x * WARPS; }

@@ -108,7 +108,7 @@ __device__ __forceinline__ void prefetch_deltanet_state(const Params& p, int slo
     for (int item = blockIdx.x; item < DN_VALUE_HEADS * TILES; item += gridDim.x) {
         const int h = item / TILES, j0 = (item % TILES) * 32;
         const float* S = p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j0;
-        for (int i = threadIdx.x; i < DN_KEY_DIM; i += THREADS) prefetch_l2(S + (size_t)i * DN_VALUE_DIM);
+        for (int i = thread_id(); i < DN_KEY_DIM; i += THREADS) prefetch_l2(S + (size_t)i * DN_VALUE_DIM);
     }
 }
 

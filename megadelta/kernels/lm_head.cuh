@@ -35,7 +35,7 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, Smem& s) {
         s.best_idx[warp] = best_i;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (thread_id() == 0) {
         for (int w = 1; w < WARPS; ++w)
             if (better(s.best_val[w], s.best_idx[w], best_v, best_i)) {
                 best_v = s.best_val[w];

@@ -3,7 +3,8 @@
 // W is [n_rows, K] row-major bf16, x is a K-vector of floats in shared memory.
 // A warp owns R consecutive rows at a time; lane l reads the 16-byte chunks
 // l, l+32, ... of each row, so a warp reads 512 contiguous bytes per chunk
-// step, and issues LOADS_IN_FLIGHT independent 16-byte loads before the first use.
+// step, and issues LOADS_IN_FLIGHT (several rows: LOADS_IN_FLIGHT_MULTI_ROW) independent
+// 16-byte loads before the first use.
 // The R row sums are reduced with shuffles and handed to `epi(row0, sums)`,
 // which must ignore rows >= n_rows.
 #pragma once
@@ -13,8 +14,15 @@
 // = 64 KB in flight per SM, well above the ~25 KB that Little's law asks for
 // (3 TB/s x ~1 us latency / 132 SMs); more costs registers the fused kernel lacks.
 #define LOADS_IN_FLIGHT 8
+// A warp that owns several rows at a time (short rows, K < 2048) keeps half as
+// many (32 KB per SM): with 8 the fused kernel needs ~130 registers on sm_90a and
+// spills (ptxas -v). Defined 8 for A/B timing.
+#ifndef LOADS_IN_FLIGHT_MULTI_ROW
+#define LOADS_IN_FLIGHT_MULTI_ROW 4
+#endif
 
-// Rows a warp takes at a time for a given K: enough to keep LOADS_IN_FLIGHT loads in flight.
+// Rows a warp takes at a time for a given K: LOADS_IN_FLIGHT chunks in all, so short rows
+// are taken several at a time.
 template <int K>
 struct RowsPerWarp {
     static constexpr int chunks = K / 256;
@@ -46,7 +54,9 @@ __device__ __forceinline__ void matvec(const bf16_t* __restrict__ W, int n_rows,
                                        Epilogue epi) {
     static_assert(K % 256 == 0, "K must be a multiple of 256");
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
-    constexpr int GROUP = CHUNKS < LOADS_IN_FLIGHT / R ? CHUNKS : LOADS_IN_FLIGHT / R;
+    constexpr int IN_FLIGHT = R == 1 ? LOADS_IN_FLIGHT : LOADS_IN_FLIGHT_MULTI_ROW;
+    constexpr int GROUP_MAX = IN_FLIGHT / R > 1 ? IN_FLIGHT / R : 1;   // chunks per row per load group
+    constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
     const int first_warp = grid_warp();
     const int n_warps = grid_warps();
@@ -91,18 +101,18 @@ template <int K>
 __device__ __forceinline__ void load_rms_normed(const float* x, const float* scale, float* xs,
                                                 float* scratch) {
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < K; i += THREADS) {
+    for (int i = thread_id(); i < K; i += THREADS) {
         const float v = load_shared_f32(x + i);
         xs[i] = v;
         ss += v * v;
     }
     const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
-    for (int i = threadIdx.x; i < K; i += THREADS) xs[i] = xs[i] * inv * scale[i];
+    for (int i = thread_id(); i < K; i += THREADS) xs[i] = xs[i] * inv * scale[i];
     __syncthreads();
 }
 
 template <int K>
 __device__ __forceinline__ void load_vector(const float* x, float* xs) {
-    for (int i = threadIdx.x; i < K; i += THREADS) xs[i] = load_shared_f32(x + i);
+    for (int i = thread_id(); i < K; i += THREADS) xs[i] = load_shared_f32(x + i);
     __syncthreads();
 }

@@ -14,7 +14,7 @@
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
                                                  int token, Smem& s) {
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < HIDDEN; i += THREADS) {
+    for (int i = thread_id(); i < HIDDEN; i += THREADS) {
         float v;
         if (layer == 0) {
             v = bf16_to_float(p.embed[(size_t)token * HIDDEN + i]);
@@ -26,7 +26,7 @@ __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWei
         ss += v * v;
     }
     const float inv = rsqrtf(block_sum(ss, s.scratch) / HIDDEN + RMS_EPS);
-    for (int i = threadIdx.x; i < HIDDEN; i += THREADS) s.vec[i] *= inv * L.input_norm[i];
+    for (int i = thread_id(); i < HIDDEN; i += THREADS) s.vec[i] *= inv * L.input_norm[i];
     __syncthreads();
 }
 
@@ -104,7 +104,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
             mlp_block(p, L, layer, s);
         }
         token = lm_head_argmax(p, s);
-        if (p.tokens_out != nullptr && blockIdx.x == 0 && threadIdx.x == 0) {
+        if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
             __threadfence_system();   // the token is visible before the count that announces it
             *p.progress = step + 1;
