@@ -355,17 +355,20 @@ def _split_into_shards(tensors: dict[str, torch.Tensor], max_shard_bytes: int | 
 # ---- random checkpoints -------------------------------------------------
 
 MATRIX_STD = 0.02
-# The confident model's embedding std. Every layer sees a normalised input, so
-# the layers' contribution to the residual stream does not grow with the
-# embedding; a large embedding therefore dominates the final hidden state, and
-# the tied output projection scores the current token far above the rest
-# (top-1 minus top-2 logit: hundreds at 0.8B shapes, over 10 in the tiny
-# config), so greedy decoding cannot flip under bf16 rounding. The price: the
-# confident model's greedy continuation repeats the last token.
-CONFIDENT_EMBED_STD = 1.0
 NORM_STD = 0.1
 A_RANGE = (1.0, 16.0)
 DT_RANGE = (1e-3, 1e-1)
+# Confident weights (see _successor_weights). Ids from n = min(intermediate_size,
+# vocab_size) on embed as a copy of id t mod n scaled by ALIAS_SCALE: as inputs
+# they act like that id, as outputs they score ALIAS_SCALE times its logit.
+ALIAS_SCALE = 0.5
+# The last MLP's gate pre-activation on the input's own detector unit; the
+# other units see about DETECTOR_GATE / sqrt(hidden_size), and silu(g) * g ~ g^2
+# singles the match out while bf16 stays far from overflow.
+DETECTOR_GATE = 4.0
+# The last MLP's output over the embedding, per element: the successor's
+# direction swamps the input token's own in the final hidden state.
+SUCCESSOR_GAIN = 16.0
 
 
 def random_weights(config: ModelConfig, seed: int, confident: bool = False,
@@ -373,16 +376,28 @@ def random_weights(config: ModelConfig, seed: int, confident: bool = False,
     """Random weights shaped like a trained model's, a function of ``seed`` alone:
     each tensor has its own generator seeded from (seed, name), so a tensor does
     not change when other tensors or the vocabulary size do. Matrices come in
-    ``dtype``, the float32 vectors in float32."""
+    ``dtype``, the float32 vectors in float32.
+
+    ``confident`` weights make greedy decoding walk a fixed cycle through the
+    first ``n = min(intermediate_size, vocab_size)`` token ids (in a seeded
+    random order): the next token is the input token's successor, ahead of
+    every other token by a logit gap far wider than bf16 rounding (over 15 in
+    tiny_config, hundreds at Qwen3.5-0.8B shapes); the context only adds small
+    perturbations. A bf16 backend and the float32 reference thus produce the
+    same long continuation, which never repeats its input token, so comparing
+    their greedy tokens also checks how each feeds a token back. Only the
+    embedding and the last layer's MLP differ from plain random weights; they
+    also depend on n and on which layer is last."""
     shapes = expected_shapes(config)
-    return {name: _random_tensor(name, shape, seed, config, confident, dtype)
+    successor = _successor_weights(config, seed, dtype) if confident else {}
+    return {name: successor[name] if name in successor else _random_tensor(name, shape, seed, config, dtype)
             for name, shape in tqdm(shapes.items(), desc="random weights", unit="tensor",
                                     disable=not progress)}
 
 
 def _random_tensor(name: str, shape: tuple[int, ...], seed: int, config: ModelConfig,
-                   confident: bool, dtype: torch.dtype) -> torch.Tensor:
-    g = torch.Generator().manual_seed(_tensor_seed(seed, name))
+                   dtype: torch.dtype) -> torch.Tensor:
+    g = _generator(seed, name)
     if name.endswith("A_log"):
         # decay rates A spread over the range trained models use
         return torch.empty(shape).uniform_(*A_RANGE, generator=g).log_()
@@ -398,8 +413,50 @@ def _random_tensor(name: str, shape: tuple[int, ...], seed: int, config: ModelCo
     if name.endswith("conv1d.weight"):
         std = 1.0 / math.sqrt(config.linear_conv_kernel_dim)  # keeps the conv output's scale
         return torch.empty(shape, dtype=dtype).normal_(0.0, std, generator=g)
-    std = CONFIDENT_EMBED_STD if confident and name == "embed_tokens.weight" else MATRIX_STD
-    return torch.empty(shape, dtype=dtype).normal_(0.0, std, generator=g)
+    return torch.empty(shape, dtype=dtype).normal_(0.0, MATRIX_STD, generator=g)
+
+
+def _successor_weights(config: ModelConfig, seed: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The embedding and last MLP of confident weights.
+
+    Token t embeds as ``base[t mod n]`` (ids >= n scaled by ALIAS_SCALE), the
+    base rows unit-variance Gaussians, nearly orthogonal in hidden_size
+    dimensions. In the last MLP, unit j < n detects base row j (gate and up
+    rows both along it, so silu(g) * u ~ g^2 for the matching input and ~0
+    otherwise) and writes base row cycle[j]. After the final norm the hidden
+    state points along the successor's embedding, and the tied output
+    projection scores it about hidden_size * (1 - ALIAS_SCALE) above any other
+    token (its aliases; unrelated tokens score ~ sqrt(hidden_size)). Units from
+    n on keep plain random rows."""
+    h, n = config.hidden_size, min(config.intermediate_size, config.vocab_size)
+    base = torch.randn(n, h, generator=_generator(seed, "confident/base"))
+    order = torch.randperm(n, generator=_generator(seed, "confident/cycle"))
+    cycle = torch.empty(n, dtype=torch.long)
+    cycle[order] = order.roll(-1)                       # cycle[order[i]] = order[i + 1]
+
+    ids = torch.arange(config.vocab_size)
+    embedding = base[ids % n] * torch.where(ids < n, 1.0, ALIAS_SCALE)[:, None]
+    # A normalised input matching base row j has base[j] . x ~ hidden_size.
+    detector = base * (DETECTOR_GATE / h)
+    match = DETECTOR_GATE * torch.nn.functional.silu(torch.tensor(DETECTOR_GATE))
+    writer = base[cycle].T * (SUCCESSOR_GAIN / float(match))
+
+    last = f"layers.{config.num_hidden_layers - 1}.mlp."
+
+    def plain(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return _random_tensor(last + name, shape, seed, config, torch.float32)
+
+    m = config.intermediate_size
+    gate, up = plain("gate_proj.weight", (m, h)), plain("up_proj.weight", (m, h))
+    down = plain("down_proj.weight", (h, m))
+    gate[:n], up[:n], down[:, :n] = detector, detector, writer
+    weights = {"embed_tokens.weight": embedding, last + "gate_proj.weight": gate,
+               last + "up_proj.weight": up, last + "down_proj.weight": down}
+    return {name: t.to(dtype) for name, t in weights.items()}
+
+
+def _generator(seed: int, name: str) -> torch.Generator:
+    return torch.Generator().manual_seed(_tensor_seed(seed, name))
 
 
 def _tensor_seed(seed: int, name: str) -> int:
@@ -426,7 +483,7 @@ def make_random_checkpoint(out_dir: str | Path, config: ModelConfig, seed: int, 
 
 DEFAULT_SEED = 0
 # Bump when random_weights changes, so caches built by older code are not reused.
-RANDOM_WEIGHTS_VERSION = 1
+RANDOM_WEIGHTS_VERSION = 2
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:

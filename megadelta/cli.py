@@ -281,7 +281,8 @@ def add_make_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default qwen3.5-0.8b)")
     parser.add_argument("--seed", type=int, default=0, help="weights are a function of the seed (default 0)")
     parser.add_argument("--confident", action="store_true",
-                        help="a large embedding, so greedy decoding has wide logit margins")
+                        help="greedy decoding walks a long fixed token cycle with wide logit margins "
+                             "(bf16 and float32 agree)")
     parser.add_argument("--layout", default="causal_lm", choices=("causal_lm", "conditional_generation"),
                         help="tensor names as Qwen3_5ForCausalLM saves them (default) or as the "
                              "published multimodal checkpoints")

@@ -284,30 +284,36 @@ def test_random_weights_look_trained(small_weights):
     assert abs(small_weights["layers.0.mlp.gate_proj.weight"].float().std() - ck.MATRIX_STD) < 0.002
 
 
-def confident_margins(config):
-    """Top-1 minus top-2 logit at every position of a random prompt, and whether
-    bf16 and fp32 reference models agree on every argmax."""
+def greedy_with_margins(model, prompt: list[int], steps: int) -> tuple[list[int], list[float]]:
+    """Greedy tokens after ``prompt``, and the top-1 minus top-2 logit at each step."""
+    state = model.new_state(len(prompt) + steps)
+    logits = model.prefill(prompt, state)
+    tokens, margins = [], []
+    for _ in range(steps):
+        top2 = logits.topk(2).values
+        margins.append(float(top2[0] - top2[1]))
+        tokens.append(int(logits.argmax()))
+        logits = model.decode(tokens[-1], state)
+    return tokens, margins
+
+
+@pytest.mark.parametrize("config, steps", [
+    (tiny_config(), 160),   # more steps than the cycle is long: it comes round again
+    (QWEN35_0_8B.replace(num_hidden_layers=4, layer_types=(DELTANET,) * 3 + (ATTENTION,)), 48),
+], ids=["tiny", "0.8b-4-layers"])
+def test_confident_weights_walk_a_cycle_that_bf16_cannot_flip(config, steps):
     from megadelta.model import Qwen35Model
 
     weights = ck.random_weights(config, seed=0, confident=True)
-    prompt = torch.randint(0, config.vocab_size, (24,), generator=torch.Generator().manual_seed(1))
-    logits = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        model = Qwen35Model(config, weights, dtype=dtype)
-        logits[dtype] = model.forward(prompt, model.new_state(len(prompt)), all_logits=True)
-    top2 = logits[torch.float32].topk(2, dim=-1).values
-    agree = torch.equal(logits[torch.float32].argmax(-1), logits[torch.bfloat16].argmax(-1))
-    return top2[:, 0] - top2[:, 1], agree
-
-
-@pytest.mark.parametrize("config", [
-    tiny_config(),
-    QWEN35_0_8B.replace(num_hidden_layers=4, layer_types=(DELTANET,) * 3 + (ATTENTION,), name="0.8b-4-layers"),
-], ids=lambda c: c.name)
-def test_confident_weights_give_wide_logit_margins(config):
-    margins, bf16_agrees = confident_margins(config)
-    assert margins.min() > 5, margins
-    assert bf16_agrees
+    prompt = torch.randint(0, config.vocab_size, (24,), generator=torch.Generator().manual_seed(1)).tolist()
+    tokens, margins = greedy_with_margins(Qwen35Model(config, weights, dtype=torch.float32), prompt, steps)
+    bf16_tokens, _ = greedy_with_margins(Qwen35Model(config, weights, dtype=torch.bfloat16), prompt, steps)
+    assert bf16_tokens == tokens
+    cycle_length = min(config.intermediate_size, config.vocab_size)
+    assert max(tokens) < cycle_length and len(set(tokens)) == min(steps, cycle_length)
+    assert all(t != previous for t, previous in zip(tokens, prompt[-1:] + tokens))
+    assert tokens[cycle_length:] == tokens[:steps - cycle_length]
+    assert min(margins) > config.hidden_size / 4, margins
 
 
 # ---- the cache and the default --------------------------------------------------------
@@ -345,11 +351,15 @@ def test_default_checkpoint(tmp_path):
     assert (path / "tokenizer.json").is_file()
     weights = ck.load_weights(path, QWEN35_0_8B)
     assert sum(t.numel() for t in weights.values()) == QWEN35_0_8B.num_params()
-    # seed 0 and confident: the first layer is that of a one-layer model with the same seed
-    one_layer = ck.random_weights(QWEN35_0_8B.replace(num_hidden_layers=1, layer_types=(DELTANET,),
-                                                      vocab_size=16), seed=0, confident=True)
-    for name, t in one_layer.items():
+    # seed 0 and confident: the first layer is that of a two-layer model with the same seed
+    # (not a one-layer one: there the first layer is the last, whose MLP confident weights set)
+    two_layers = ck.random_weights(QWEN35_0_8B.replace(num_hidden_layers=2, layer_types=(DELTANET,) * 2,
+                                                       vocab_size=16), seed=0, confident=True)
+    for name, t in two_layers.items():
         if name.startswith("layers.0."):
             assert torch.equal(weights[name], t), name
-    assert weights["embed_tokens.weight"].float().std() > 0.5  # the confident embedding
+    # the confident embedding: ids from intermediate_size on repeat the first ones, scaled down
+    embedding, n = weights["embed_tokens.weight"].float(), QWEN35_0_8B.intermediate_size
+    assert embedding[:n].std() > 0.9
+    assert torch.equal(embedding[n:2 * n], embedding[:n] * ck.ALIAS_SCALE)
     assert ck.default_checkpoint(cache_dir=tmp_path) == path
