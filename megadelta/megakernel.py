@@ -21,11 +21,11 @@ from contextlib import contextmanager
 
 import torch
 
-from .checkpoint import is_zero_centred_norm
-from .config import ATTENTION, ModelConfig
+from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import THREADS, check_supported
+from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
 
 MATRIX_DTYPE = torch.bfloat16
@@ -47,44 +47,29 @@ class Params(ctypes.Structure):
 
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
                  ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
-    """The kernel's layout of the weights: (global tensors, one dict per layer)."""
-    def get(name: str, dtype: torch.dtype) -> torch.Tensor:
-        if name not in weights:
-            raise KeyError(f"weights are missing {name!r}")
-        return weights[name].to(device=device, dtype=dtype).contiguous()
+    """The kernel's layout of the weights: (global tensors, one dict per layer).
+    The prefill's fused matrices, with gate and up rows interleaved and the
+    zero-centred norms stored as 1 + w."""
+    def plus_one(norm: torch.Tensor) -> torch.Tensor:
+        return (1.0 + norm).contiguous()
 
-    def norm(name: str) -> torch.Tensor:
-        w = get(name, torch.float32)
-        return (1.0 + w).contiguous() if is_zero_centred_norm(name) else w
+    def interleave_rows(gate_up: torch.Tensor) -> torch.Tensor:
+        """[gate; up] -> rows gate 0, up 0, gate 1, up 1, ..."""
+        return gate_up.view(2, config.intermediate_size, -1).transpose(0, 1).reshape(gate_up.shape).contiguous()
 
+    fused = fuse_weights(config, weights, MATRIX_DTYPE, device)
     layers = []
-    for i, kind in enumerate(config.layer_types):
-        p = f"layers.{i}."
-        layer = {"input_norm": norm(p + "input_layernorm.weight"),
-                 "post_norm": norm(p + "post_attention_layernorm.weight"),
-                 "w_gate_up": torch.stack([get(p + "mlp.gate_proj.weight", MATRIX_DTYPE),
-                                           get(p + "mlp.up_proj.weight", MATRIX_DTYPE)], dim=1)
-                 .reshape(2 * config.intermediate_size, config.hidden_size).contiguous(),
-                 "w_down": get(p + "mlp.down_proj.weight", MATRIX_DTYPE)}
-        if kind == ATTENTION:
-            a = p + "self_attn."
-            layer.update(
-                w_in=torch.cat([get(a + n, MATRIX_DTYPE) for n in ("q_proj.weight", "k_proj.weight",
-                                                                   "v_proj.weight")]),
-                w_out=get(a + "o_proj.weight", MATRIX_DTYPE),
-                q_norm=norm(a + "q_norm.weight"), k_norm=norm(a + "k_norm.weight"))
+    for layer in fused.layers:
+        m = layer.mixer
+        packed = {"input_norm": plus_one(layer.input_norm), "post_norm": plus_one(layer.post_norm),
+                  "w_gate_up": interleave_rows(layer.gate_up), "w_down": layer.down,
+                  "w_in": m.in_proj, "w_out": m.out_proj}
+        if layer.is_deltanet:
+            packed.update(conv_w=m.conv, a_log=m.a_log, dt_bias=m.dt_bias, out_norm=m.norm)
         else:
-            d = p + "linear_attn."
-            layer.update(
-                w_in=torch.cat([get(d + n, MATRIX_DTYPE) for n in ("in_proj_qkv.weight", "in_proj_z.weight",
-                                                                   "in_proj_b.weight", "in_proj_a.weight")]),
-                w_out=get(d + "out_proj.weight", MATRIX_DTYPE),
-                conv_w=get(d + "conv1d.weight", torch.float32)[:, 0, :].contiguous(),
-                a_log=get(d + "A_log", torch.float32), dt_bias=get(d + "dt_bias", torch.float32),
-                out_norm=norm(d + "norm.weight"))
-        layers.append(layer)
-    globals_ = {"embed": get("embed_tokens.weight", MATRIX_DTYPE), "final_norm": norm("norm.weight")}
-    return globals_, layers
+            packed.update(q_norm=plus_one(m.q_norm), k_norm=plus_one(m.k_norm))
+        layers.append(packed)
+    return {"embed": fused.embed, "final_norm": plus_one(fused.final_norm)}, layers
 
 
 def _ptr(t: torch.Tensor | None) -> int:
@@ -246,20 +231,7 @@ class MegakernelBackend:
 
     # ---- internals -------------------------------------------------------
     def _check_state(self, state: SequenceState) -> None:
-        c = self.config
-        n_dn, n_att = len(c.deltanet_layers), len(c.attention_layers)
-        expected = {
-            "conv_state": ((n_dn, c.conv_dim, c.conv_state_len), torch.float32),
-            "deltanet_state": ((n_dn, c.linear_num_value_heads, c.linear_key_head_dim,
-                                c.linear_value_head_dim), torch.float32),
-            "k_cache": ((n_att, c.num_key_value_heads, state.max_seq_len, c.head_dim), MATRIX_DTYPE),
-            "v_cache": ((n_att, c.num_key_value_heads, state.max_seq_len, c.head_dim), MATRIX_DTYPE),
-        }
-        for name, (shape, dtype) in expected.items():
-            t = getattr(state, name)
-            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device or not t.is_contiguous():
-                raise ValueError(f"state.{name} is {tuple(t.shape)} {t.dtype} on {t.device}; the megakernel "
-                                 f"needs a contiguous {shape} {dtype} on {self.device} (use new_state)")
+        state.check_layout(self.config, MATRIX_DTYPE, self.device, "the megakernel (use new_state)", contiguous=True)
 
     def _check_token(self, token_id: int) -> None:
         if not 0 <= token_id < self.config.vocab_size:

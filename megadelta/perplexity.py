@@ -14,7 +14,10 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_WINDOW = 512
 
@@ -31,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, metavar="N", help="score only the first N tokens")
 
 
-def negative_log_likelihood(all_logits: Callable[[list[int]], "torch.Tensor"], token_ids: list[int],
+def negative_log_likelihood(all_logits: Callable[[list[int]], torch.Tensor], token_ids: list[int],
                             window: int) -> tuple[float, int]:
     """Sum over t >= 1 of -log p(token t | tokens before it), and the number of
     tokens scored. ``all_logits(piece)`` continues one sequence by ``piece`` and

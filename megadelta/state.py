@@ -61,6 +61,19 @@ class SequenceState:
                 f"{self.position + n_new} tokens ({self.position} in context + {n_new} new) "
                 f"exceed the context limit of {self.max_seq_len} tokens")
 
+    def check_layout(self, config: ModelConfig, dtype: torch.dtype, device: torch.device, user: str,
+                     contiguous: bool = False) -> None:
+        """Raise a clear error unless every tensor has the shape and dtype that
+        ``empty(config, self.max_seq_len, dtype)`` gives, lives on ``device`` and,
+        if asked, is contiguous; ``user`` names what needs it, for the message."""
+        expected = SequenceState.empty(config, self.max_seq_len, dtype, "meta")
+        for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+            t, e = getattr(self, name), getattr(expected, name)
+            if (t.shape != e.shape or t.dtype != e.dtype or t.device != device
+                    or (contiguous and not t.is_contiguous())):
+                raise ValueError(f"state.{name} is {tuple(t.shape)} {t.dtype} on {t.device}; {user} needs "
+                                 f"{'a contiguous ' if contiguous else ''}{tuple(e.shape)} {e.dtype} on {device}")
+
     def reset(self) -> None:
         """Forget the sequence; buffers are reused, so no allocation."""
         for t in (self.conv_state, self.deltanet_state, self.k_cache, self.v_cache):

@@ -13,6 +13,8 @@ import statistics
 
 import torch
 
+from ..bench.peers import random_tokens
+from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import PRESETS
 from ..state import SequenceState
@@ -26,19 +28,11 @@ def gemm_rate(n: int = 8192, reps: int = 10) -> float:
     return 2 * n ** 3 / seconds
 
 
-def time_ms(fn, reps: int, before=None) -> float:
-    """Median milliseconds of fn() by CUDA events; ``before`` runs untimed ahead of each call."""
-    times = []
-    for _ in range(reps + 2):
-        if before is not None:
-            before()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times[2:])
+def time_ms(fn, reps: int) -> float:
+    """Median milliseconds of fn() over ``reps`` calls, after two discarded warm-up calls."""
+    device = torch.device("cuda", torch.cuda.current_device())
+    times = [timed(device, fn)[1] for _ in range(reps + 2)]
+    return statistics.median(times[2:]) * 1e3
 
 
 def floor_ms(config, seq_len: int, flops_per_s: float) -> float:
@@ -66,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{torch.cuda.get_device_name()}: bf16 GEMM {rate / 1e12:.0f} TFLOP/s")
     rows = []
     for n in args.lengths:
-        tokens = torch.randint(0, config.vocab_size, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+        tokens = random_tokens(config, n, seed=n)
 
         def run():
             state.position = 0

@@ -83,7 +83,7 @@ class FastPrefill:
     def _forward(self, tokens: Tensor, state: SequenceState, all_logits: bool) -> Tensor:
         """The forward pass from ``state.position`` on; writes the state but does
         not advance ``position``. Graph-capturable: no host syncs, no host tensors."""
-        c, w, ops, eps = self.config, self.weights, self.ops, self.config.rms_norm_eps
+        w, ops, eps = self.weights, self.ops, self.config.rms_norm_eps
         start = state.position
         positions = torch.arange(start, start + tokens.numel(), device=self.device, dtype=torch.float32)
         angles = positions[:, None] * self.inv_freq
@@ -149,16 +149,7 @@ class FastPrefill:
         return tokens.to(self.device)
 
     def _check_state(self, state: SequenceState) -> None:
-        c = self.config
-        expected = SequenceState.empty(c, 0, self.dtype, "meta")
-        for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
-            t, e = getattr(state, name), getattr(expected, name)
-            shape_ok = t.shape[:2] + t.shape[3:] == e.shape[:2] + e.shape[3:] if name.endswith("cache") \
-                else t.shape == e.shape
-            if not shape_ok or t.dtype != e.dtype or t.device != self.device:
-                raise ValueError(f"state.{name} is {tuple(t.shape)} {t.dtype} on {t.device}; this prefill "
-                                 f"needs {tuple(e.shape)} {e.dtype} on {self.device} "
-                                 f"(sequence axis free for the caches)")
+        state.check_layout(self.config, self.dtype, self.device, "this prefill")
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:

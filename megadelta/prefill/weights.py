@@ -64,7 +64,7 @@ def fuse_weights(config: ModelConfig, weights: dict[str, Tensor], dtype: torch.d
         if name not in weights:
             raise KeyError(f"weights are missing {name!r} (names as in a Qwen3_5ForCausalLM state "
                            f"dict without the 'model.' prefix)")
-        return weights[name].to(device=device, dtype=as_dtype)
+        return weights[name].to(device=device, dtype=as_dtype).contiguous()
 
     def fused(prefix: str, names: list[str]) -> Tensor:
         return torch.cat([get(f"{prefix}.{n}.weight") for n in names], dim=0).contiguous()
