@@ -3,7 +3,7 @@
 ``decode`` runs one step and returns its logits; ``decode_greedy`` runs up to N
 steps in one launch, feeding each argmax back on the device and streaming the
 tokens to the host as they are produced. Prefill uses the fast prefill module
-when it is available and otherwise the reference model in bf16 on the GPU;
+(or, with ``prefill="reference"``, the reference model in bf16 on the GPU);
 both write the same ``SequenceState`` the kernel continues from.
 
 Weights are repacked once for the kernel (see docs/megakernel.md): per layer one
@@ -25,6 +25,7 @@ from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import THREADS, check_supported
+from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
 
@@ -119,21 +120,14 @@ class KernelBuffers:
 
 
 def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):
-    """``fast``: megadelta.prefill; ``reference``: the reference model in bf16;
-    ``auto``: fast when it imports."""
-    if kind not in ("auto", "fast", "reference"):
-        raise ValueError(f"unknown prefill {kind!r}; choose auto, fast or reference")
-    if kind != "reference":
-        try:
-            from .prefill import FastPrefill
-        except ImportError:
-            if kind == "fast":
-                raise
-        else:
-            return FastPrefill(config, weights, device)
-    from .model import Qwen35Model
+    """``fast``: megadelta.prefill; ``reference``: the reference model in bf16."""
+    if kind == "fast":
+        return FastPrefill(config, weights, device)
+    if kind == "reference":
+        from .model import Qwen35Model
 
-    return Qwen35Model(config, weights, dtype=MATRIX_DTYPE, device=device)
+        return Qwen35Model(config, weights, dtype=MATRIX_DTYPE, device=device)
+    raise ValueError(f"unknown prefill {kind!r}; choose fast or reference")
 
 
 class MegakernelBackend:
@@ -145,7 +139,7 @@ class MegakernelBackend:
     kernel_launches_per_step = 1
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
-                 prefill: str = "auto", kernel_options: tuple[str, ...] = ()):
+                 prefill: str = "fast", kernel_options: tuple[str, ...] = ()):
         """``kernel_options``: extra NVRTC options, e.g. ``("-DPREFETCH_NEXT_STAGE=0",)``
         to time a variant."""
         self.config, self.device = config, torch.device(device)
