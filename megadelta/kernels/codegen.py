@@ -17,6 +17,8 @@ DELTANET_COLUMN_TILE = 32
 # Threads per block and warps per block (kept in step with common.cuh).
 THREADS = 512
 WARPS = THREADS // 32
+# (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier (common.cuh).
+STAGE_CLOCK_SLOTS = 512
 
 
 class UnsupportedShapeError(ValueError):

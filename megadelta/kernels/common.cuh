@@ -177,15 +177,35 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
     __trap();
 }
 
+// STAGE_CLOCK (timing builds only, megadelta.kernels.timing --stages): record, per
+// barrier, the global-timer time the last block arrived and the time block 0
+// left, in a ring of STAGE_CLOCK_SLOTS (last, left) pairs after counter[2]
+// indexed by the barrier's number. Stage i's time is last[i] - left[i-1]; the
+// barrier's own latency is left[i] - last[i].
+#ifndef STAGE_CLOCK
+#define STAGE_CLOCK 0
+#endif
+#define STAGE_CLOCK_SLOTS 512
+
+__device__ __forceinline__ u64 global_timer_ns() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 // counter[0] counts arrivals; counter[1] holds the host-mapped address the
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {
     __syncthreads();
     if (thread_id() == 0) {
         const u64 n = gridDim.x;
-        const u64 target = (arrive_release(counter) / n + 1) * n;
+        const u64 number = arrive_release(counter) / n;
+        u64* clock = counter + 2 + 2 * (number % STAGE_CLOCK_SLOTS);
+        if (STAGE_CLOCK) atomicMax(clock, global_timer_ns());
+        const u64 target = (number + 1) * n;
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
+        if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
     }
     __syncthreads();
 }

@@ -40,7 +40,7 @@ def wait_or_report(backend, work_stream: torch.cuda.Stream) -> None:
             spy = torch.cuda.Stream()
             counter = torch.empty(2, dtype=torch.int64, pin_memory=True)
             with torch.cuda.stream(spy):
-                counter.copy_(backend.barrier, non_blocking=True)
+                counter.copy_(backend.barrier[:2], non_blocking=True)
             spy.synchronize()
             arrivals = int(counter[0])
             say(f"HUNG: barrier counter {arrivals} = barrier #{arrivals // backend.grid} of this backend's life "

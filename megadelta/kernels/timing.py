@@ -6,6 +6,8 @@ Measures, on random weights: the read bandwidth (the floor's denominator),
 tg128 (128 greedy tokens in one launch from a 1-token context), the per-step
 latency of single-step decode, and greedy throughput at deeper contexts (the KV
 cache is filled with random values instead of a slow prefill: timing only).
+With ``--stages``, a build that clocks every grid barrier (STAGE_CLOCK in
+common.cuh) splits one step into its stages and the barriers' own latency.
 """
 
 from __future__ import annotations
@@ -20,8 +22,16 @@ import torch
 from ..bench.roofline import GPU_SETUP, read_bandwidth
 from ..bench.timing import timed
 from ..checkpoint import random_weights
-from ..config import PRESETS
+from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
+from .codegen import STAGE_CLOCK_SLOTS
+
+# The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
+LAYER_STAGES = {
+    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp.up", "mlp.down"),
+    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj",
+                  "mlp.up", "mlp.down"),
+}
 
 
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
@@ -48,6 +58,37 @@ def time_backend(backend: MegakernelBackend, depths: list[int], reps: int, floor
     return out
 
 
+def stage_names(config: ModelConfig) -> list[str]:
+    """One name per grid barrier of a decode step, in order."""
+    names = [n for t in config.layer_types for n in LAYER_STAGES["attention" if t == ATTENTION else "deltanet"]]
+    return names + ["lm_head"]
+
+
+def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int) -> dict:
+    """Microseconds per stage kind (summed over layers) and per barrier, from the
+    second step of a two-step greedy launch of the STAGE_CLOCK build."""
+    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=("-DSTAGE_CLOCK=1",))
+    names = stage_names(config)
+    state = backend.new_state(depth + 8)
+    state.position = depth
+    list(backend.decode_greedy(1, state, 2, set()))   # warm-up
+    state.position = depth
+    torch.cuda.synchronize()
+    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
+    list(backend.decode_greedy(1, state, 2, set()))
+    torch.cuda.synchronize()
+    ring = backend.barrier[2:].view(STAGE_CLOCK_SLOTS, 2).cpu()
+    slot = [(first + i) % STAGE_CLOCK_SLOTS for i in range(-1, len(names))]
+    last, left = ring[slot, 0].tolist(), ring[slot, 1].tolist()
+    stages: dict[str, float] = {}
+    barrier_us = 0.0
+    for i, name in enumerate(names, start=1):
+        stages[name] = stages.get(name, 0.0) + (last[i] - left[i - 1]) / 1e3
+        barrier_us += (left[i] - last[i]) / 1e3
+    return {"depth": depth, "stage_us": stages, "barrier_latency_us": barrier_us,
+            "n_barriers": len(names), "step_us": (left[-1] - left[0]) / 1e3}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="qwen3.5-0.8b", choices=sorted(PRESETS))
@@ -57,6 +98,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
                         help="also time the kernel built with these NVRTC options (repeatable), "
                              "e.g. -DPREFETCH_NEXT_STAGE=0")
+    parser.add_argument("--stages", action="store_true",
+                        help="also split a step into stages with the STAGE_CLOCK build")
     args = parser.parse_args()
 
     device = torch.device("cuda")
@@ -79,6 +122,8 @@ def main() -> None:
         variant = MegakernelBackend(config, weights, device, prefill="reference",
                                     kernel_options=tuple(options.split()))
         result[options] = time_backend(variant, depths, args.reps, floor_s)
+    if args.stages:
+        result["stages"] = [stage_breakdown(config, weights, device, d) for d in depths]
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
