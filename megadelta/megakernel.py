@@ -34,6 +34,7 @@ MATRIX_DTYPE = torch.bfloat16
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
                 "q_norm", "k_norm", "w_gate_up", "w_down")
 POLL_SECONDS = 20e-6
+STAGING_ALIGN = 16   # cp.async copies 16-byte pieces
 
 
 class Params(ctypes.Structure):
@@ -43,7 +44,7 @@ class Params(ctypes.Structure):
         "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
         "mixer_out", "attn_partial", "mlp_h", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
-        "n_stop", "max_seq", "first_token", "position", "n_steps", "pad_")]
+        "n_stop", "max_seq", "first_token", "position", "n_steps", "shared_bytes")]
 
 
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
@@ -102,7 +103,7 @@ class KernelBuffers:
         self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
 
     def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
-               tokens_out: int, logits: bool) -> Params:
+               tokens_out: int, logits: bool, shared_bytes: int) -> Params:
         """The kernel argument; ``barrier``, ``progress`` and ``tokens_out`` are device addresses."""
         s = self.scratch
         return Params(
@@ -116,7 +117,7 @@ class KernelBuffers:
             tokens_out=tokens_out, progress=progress,
             stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,
             n_stop=self.stop_ids.numel(), max_seq=state.max_seq_len, first_token=token_id,
-            position=state.position, n_steps=n_steps, pad_=0)
+            position=state.position, n_steps=n_steps, shared_bytes=shared_bytes)
 
 
 def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):
@@ -140,7 +141,7 @@ class MegakernelBackend:
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
                  prefill: str = "fast", kernel_options: tuple[str, ...] = ()):
-        """``kernel_options``: extra NVRTC options, e.g. ``("-DPREFETCH_NEXT_STAGE=0",)``
+        """``kernel_options``: extra NVRTC options, e.g. ``("-DSTAGE_CLOCK=1",)``
         to time a variant."""
         self.config, self.device = config, torch.device(device)
         if self.device.type != "cuda":
@@ -154,7 +155,12 @@ class MegakernelBackend:
         self.arch = driver.arch_of(self.device)
         self.build = compile_megakernel(config, self.arch, extra_options=tuple(kernel_options))
         self.kernel = driver.Kernel(self.build.cubin, KERNEL_NAME)
-        blocks_per_sm = self.kernel.max_active_blocks_per_sm(THREADS)
+        # A block takes all the shared memory it may have: struct Smem, the rest stages weights.
+        optin = driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+        static = self.kernel.attribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
+        self.shared_bytes = (optin - static) // STAGING_ALIGN * STAGING_ALIGN
+        self.kernel.allow_dynamic_shared(self.shared_bytes)
+        blocks_per_sm = self.kernel.max_active_blocks_per_sm(THREADS, self.shared_bytes)
         if blocks_per_sm < 1:
             raise RuntimeError(f"the megakernel does not fit on an SM of {torch.cuda.get_device_name(self.device)}")
         # Only co-resident blocks may wait at a grid barrier: exactly what fits.
@@ -248,5 +254,7 @@ class MegakernelBackend:
         self.progress.values[0] = 0
         args = self.buffers.params(state, token_id, n_steps, barrier=_ptr(self.barrier),
                                    progress=self.progress.device_ptr,
-                                   tokens_out=self.tokens.device_ptr if publish else 0, logits=logits)
-        self.kernel.launch_cooperative(self.grid, THREADS, torch.cuda.current_stream(self.device).cuda_stream, args)
+                                   tokens_out=self.tokens.device_ptr if publish else 0, logits=logits,
+                                   shared_bytes=self.shared_bytes)
+        self.kernel.launch_cooperative(self.grid, THREADS, self.shared_bytes,
+                                       torch.cuda.current_stream(self.device).cuda_stream, args)

@@ -144,10 +144,13 @@ def emulation_config(value_heads: int):
                        name=f"emulated-v{value_heads}")
 
 
-def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch):
+@pytest.mark.parametrize("staging_kib", [0, 64, 2048], ids=lambda k: f"staging-{k}KiB")
+def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, staging_kib):
     """The CUDA sources, run on CPU threads (grid of 2, grouped value heads, a
     40-token context split over both blocks), against the float32 reference: one
-    step's logits and state, then a greedy launch of 2 steps."""
+    step's logits and state, then a greedy launch of 2 steps. With no staging
+    area every product reads global memory; with 64 KiB the blocks' shares are
+    split between the two paths; with 2 MiB every share is staged."""
     import torch
 
     from megadelta.checkpoint import random_weights
@@ -159,7 +162,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch):
     config = emulation_config(value_heads=4)
     weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
     try:
-        kernel = EmulatedKernel(config, weights, grid=2)
+        kernel = EmulatedKernel(config, weights, grid=2, staging_bytes=staging_kib * 1024)
     except EmulatorUnavailable as e:
         pytest.skip(str(e))
     ref = Qwen35Model(config, weights, dtype=torch.float32)

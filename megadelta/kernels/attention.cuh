@@ -4,7 +4,7 @@
 //             as many chunks as there are blocks per kv head; each block runs an
 //             online softmax over its chunk for all query heads of the kv head
 //   combine:  merge the chunks' (max, sum, numerator), times sigmoid(gate)
-//   output:   o_proj, residual add (project_and_add_residual)
+//   output:   o_proj, residual add (attention_output)
 #pragma once
 #include "deltanet.cuh"
 
@@ -16,14 +16,13 @@ constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load
 constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
 constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
 
-__device__ __forceinline__ void attention_project(const Params& p, const LayerWeights& L, Smem& s) {
+__device__ __forceinline__ void attention_project(const Params& p, const LayerWeights& L, const Stage& st,
+                                                  Smem& s) {
     constexpr int R = RowsPerWarp<HIDDEN>::value;
-    const bool lane0 = (lane_id()) == 0;
-    matvec<HIDDEN, R>(L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
-        if (!lane0) return;
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (row0 + r < ATTN_PROJ_ROWS) p.proj[row0 + r] = sums[r];
+    matvec<HIDDEN, R>(st, L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+        const int row = row0 + lane_id();
+        const float y = sum_of_lane<R>(sums);
+        if (lane_id() < R && row < ATTN_PROJ_ROWS) p.proj[row] = y;
     });
 }
 
@@ -45,15 +44,17 @@ __device__ __forceinline__ Split attention_split(int n_pos) {
 // vector `raw` (global) -> `out` (shared, float), times `post_scale`.
 __device__ __forceinline__ void norm_rope_warp(const float* raw, const float* scale, int pos,
                                                float post_scale, float* out) {
+    constexpr int PER_LANE = HEAD_DIM / 32;
     const int lane = lane_id();
-    float ss = 0.0f;
-    for (int d = lane; d < HEAD_DIM; d += 32) {
-        const float v = load_shared_f32(raw + d);
-        out[d] = v;
-        ss += v * v;
+    float v[PER_LANE], ss = 0.0f;
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) {   // all loads first: one round trip
+        v[e] = load_shared_f32(raw + lane + 32 * e);
+        ss += v[e] * v[e];
     }
     const float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + RMS_EPS);
-    for (int d = lane; d < HEAD_DIM; d += 32) out[d] *= inv * scale[d];
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) out[lane + 32 * e] = v[e] * inv * scale[lane + 32 * e];
     __syncwarp();
     constexpr int HALF = ROTARY_DIM / 2;
     for (int d = lane; d < HALF; d += 32) {
@@ -153,7 +154,9 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             }
         }
 
-        // Merge the warps: rescale each to the block maximum, add in shared memory.
+        // Merge the warps: the block's maximum and sum per query head first (few
+        // live registers beside acc), then each warp's numerators rescaled to it
+        // and added in shared memory.
         if (lane == 0)
 #pragma unroll
             for (int h = 0; h < QUERIES_PER_KV; ++h) {
@@ -162,27 +165,27 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             }
         __syncthreads();
         float* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
-#pragma unroll
-        for (int h = 0; h < QUERIES_PER_KV; ++h) {
-            float block_max = NEG_INF;
-            for (int w = 0; w < WARPS; ++w) block_max = fmaxf(block_max, s.att_max[w][h]);
-            if (m[h] == NEG_INF) continue;   // this warp saw no position
-            const float scale = expf(m[h] - block_max);
-#pragma unroll
-            for (int c = 0; c < LOADS_PER_LANE; ++c)
-#pragma unroll
-                for (int e = 0; e < 8; ++e) atomicAdd(&s.att_acc[h][c * 256 + lane * 8 + e], acc[h][c * 8 + e] * scale);
-        }
-        __syncthreads();
         if (thread_id() < QUERIES_PER_KV) {
             const int h = thread_id();
             float block_max = NEG_INF, block_sum = 0.0f;
             for (int w = 0; w < WARPS; ++w) block_max = fmaxf(block_max, s.att_max[w][h]);
             for (int w = 0; w < WARPS; ++w)
                 if (s.att_max[w][h] != NEG_INF) block_sum += s.att_sum[w][h] * expf(s.att_max[w][h] - block_max);
+            s.att_block_max[h] = block_max;
             record[h * PARTIAL_STRIDE] = block_max;
             record[h * PARTIAL_STRIDE + 1] = block_sum;
         }
+        __syncthreads();
+#pragma unroll
+        for (int h = 0; h < QUERIES_PER_KV; ++h) {
+            if (m[h] == NEG_INF) continue;   // this warp saw no position
+            const float scale = expf(m[h] - s.att_block_max[h]);
+#pragma unroll
+            for (int c = 0; c < LOADS_PER_LANE; ++c)
+#pragma unroll
+                for (int e = 0; e < 8; ++e) atomicAdd(&s.att_acc[h][c * 256 + lane * 8 + e], acc[h][c * 8 + e] * scale);
+        }
+        __syncthreads();
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
             record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
         __syncthreads();
@@ -215,4 +218,12 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos) {
             p.mixer_out[o] = num / den * sigmoid(gate);
         }
     }
+}
+
+// Stage 4: o_proj from the staged W_out.
+__device__ __forceinline__ void attention_output(const Params& p, const LayerWeights& L, const Stage& st,
+                                                 Smem& s) {
+    load_vector<Q_SIZE>(p.mixer_out, s.vec);
+    wait_staged();
+    project_and_add_residual<Q_SIZE>(p, st, L.w_out, s);
 }

@@ -15,7 +15,7 @@ COLUMNS_PER_WARP_LOAD = 256
 # One warp of the delta-rule stage owns 32 value columns of a head.
 DELTANET_COLUMN_TILE = 32
 # Threads per block and warps per block (kept in step with common.cuh).
-THREADS = 512
+THREADS = 256
 WARPS = THREADS // 32
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier (common.cuh).
 STAGE_CLOCK_SLOTS = 512

@@ -5,7 +5,7 @@
 #include "model_constants.cuh"
 
 #ifndef THREADS
-#define THREADS 512   // kept in step with codegen.THREADS
+#define THREADS 256   // kept in step with codegen.THREADS
 #endif
 #define WARPS (THREADS / 32)
 
@@ -14,9 +14,6 @@ typedef unsigned long long u64;
 
 #define NEG_INF __int_as_float(0xff800000)
 
-// The block's shared memory: one macro so the CPU emulator (cpu_emulation.h)
-// can give each emulated block its own copy.
-#define BLOCK_SHARED(type, name) __shared__ __align__(16) type name
 
 // ---- thread coordinates ---------------------------------------------------
 // Read through volatile asm so the compiler recomputes them where used instead
@@ -77,9 +74,25 @@ __device__ __forceinline__ uint4 load_weight16(const void* p) {
 __device__ __forceinline__ float load_shared_f32(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ uint4 load_shared16(const void* p) { return __ldcg((const uint4*)p); }
 
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-    asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
+// ---- asynchronous copies into shared memory (cp.async, sm_80+) -------------
+// A block's shared memory is all dynamic (struct Smem, then the weight staging
+// area: smem.cuh), so it may exceed the 48 KB static limit. A macro so the CPU
+// emulator (cpu_emulation.h) can give each emulated block its own.
+extern __shared__ __align__(16) unsigned char dynamic_shared[];
+#define BLOCK_SHARED_BASE dynamic_shared
+
+// 16 bytes global -> shared, through L2 only; completes asynchronously.
+__device__ __forceinline__ void copy_async16(void* dst, const void* src) {
+    u64 shared_addr;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(shared_addr) : "l"(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"((unsigned)shared_addr), "l"(src) : "memory");
 }
+// Close the copies issued so far into a group.
+__device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Wait for all of this thread's groups, or for all but the newest one (a stage
+// waits for its own weights while the next stage's are still in flight).
+__device__ __forceinline__ void async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+__device__ __forceinline__ void async_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
 
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }

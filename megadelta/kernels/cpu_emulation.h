@@ -43,14 +43,14 @@ struct EmulatedGrid {
     std::vector<std::barrier<>*> warp_barriers;    // one per warp of the grid
     std::vector<float> exchange_f;                  // 32 slots per warp
     std::vector<int> exchange_i;
-    std::vector<std::vector<unsigned char>> shared; // one buffer per block
+    std::vector<std::vector<unsigned char>> shared; // one buffer per block: Smem, then the staging area
 };
 extern EmulatedGrid* emulated_grid;
 extern thread_local Index threadIdx, blockIdx;
 extern Index gridDim;
 
 #define NEG_INF (-std::numeric_limits<float>::infinity())
-#define BLOCK_SHARED(type, name) type& name = *reinterpret_cast<type*>(emulated_grid->shared[blockIdx.x].data())
+#define BLOCK_SHARED_BASE (emulated_grid->shared[blockIdx.x].data())
 
 using std::max;
 using std::min;
@@ -101,7 +101,11 @@ inline uint4 load_shared16(const void* p) {
     std::memcpy(&v, p, 16);
     return v;
 }
-inline void prefetch_l2(const void*) {}
+// Copies complete at once on the CPU; the waits only need the block barrier that follows them.
+inline void copy_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
+inline void async_commit() {}
+inline void async_wait_all() {}
+inline void async_wait_all_but_newest() {}
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

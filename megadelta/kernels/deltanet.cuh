@@ -9,33 +9,46 @@
 
 #define L2_NORM_EPS 1e-6f   // the eps of the reference l2_normalize
 
-// Stage 1. s.vec holds the normed layer input.
+constexpr int DN_TILES = DN_VALUE_DIM / 32;                  // recurrence items per value head
+constexpr int DN_ITEMS = DN_VALUE_HEADS * DN_TILES;
+
+// Stage 1. s.vec holds the normed layer input; `st` is the block's staged share of W_in.
 __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
-                                                 Smem& s) {
+                                                 const Stage& st, Smem& s) {
     constexpr int R = RowsPerWarp<HIDDEN>::value;
     float* conv_state = p.conv_state + (size_t)slot * CONV_DIM * (CONV_KERNEL - 1);
-    const bool lane0 = (lane_id()) == 0;
-    matvec<HIDDEN, R>(L.w_in, DN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
-        if (!lane0) return;
+    matvec<HIDDEN, R>(st, L.w_in, DN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+        const int row = row0 + lane_id();
+        float y = sum_of_lane<R>(sums);
+        if (lane_id() >= R || row >= DN_PROJ_ROWS) return;
+        if (row < CONV_DIM) {   // depthwise causal conv over (state..., y), then SiLU
+            float* past = conv_state + (size_t)row * (CONV_KERNEL - 1);
+            const float* w = L.conv_w + (size_t)row * CONV_KERNEL;
+            float acc = w[CONV_KERNEL - 1] * y;
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const int row = row0 + r;
-            if (row >= DN_PROJ_ROWS) break;
-            float y = sums[r];
-            if (row < CONV_DIM) {   // depthwise causal conv over (state..., y), then SiLU
-                float* past = conv_state + (size_t)row * (CONV_KERNEL - 1);
-                const float* w = L.conv_w + (size_t)row * CONV_KERNEL;
-                float acc = w[CONV_KERNEL - 1] * y;
+            for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(w[t], past[t], acc);
 #pragma unroll
-                for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(w[t], past[t], acc);
-#pragma unroll
-                for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = past[t + 1];
-                past[CONV_KERNEL - 2] = y;
-                y = silu(acc);
-            }
-            p.proj[row] = y;
+            for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = past[t + 1];
+            past[CONV_KERNEL - 2] = y;
+            y = silu(acc);
         }
+        p.proj[row] = y;
     });
+}
+
+__device__ __forceinline__ float* deltanet_state_tile(const Params& p, int slot, int item) {
+    const int h = item / DN_TILES, j0 = (item % DN_TILES) * 32;
+    return p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j0;
+}
+
+// Copy the state tile of this block's first recurrence item into s.dn_tile
+// (joins the next commit group; the recurrence waits for it).
+__device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem& s) {
+    if (blockIdx.x >= DN_ITEMS) return;
+    const float* S = deltanet_state_tile(p, slot, blockIdx.x);
+    constexpr int PIECES = 32 * sizeof(float) / 16;   // 16-byte pieces per tile row
+    for (int i = thread_id(); i < DN_KEY_DIM * PIECES; i += THREADS)
+        copy_async16(&s.dn_tile[i / PIECES][(i % PIECES) * 4], S + (size_t)(i / PIECES) * DN_VALUE_DIM + (i % PIECES) * 4);
 }
 
 // L2-normalise one key-dim vector (a warp's job) into shared memory, times `scale`.
@@ -57,21 +70,26 @@ __device__ __forceinline__ void l2_normalize_warp(const float* src, float* dst, 
 //   S' = decay S + k delta^T,  delta = beta (v - decay S^T k),
 //   o  = S'^T q = decay S^T q + delta (k . q)
 // so S is read once and written once. Lane = column, warps split the key rows.
+// The block's first item reads its tile from s.dn_tile (staged during stage 1).
 __device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot,
                                                     Smem& s) {
-    constexpr int TILES = DN_VALUE_DIM / 32;
     constexpr int ROWS = DN_KEY_DIM / WARPS;
     const int lane = lane_id(), warp = warp_id();
-    for (int item = blockIdx.x; item < DN_VALUE_HEADS * TILES; item += gridDim.x) {
-        const int h = item / TILES, j = (item % TILES) * 32 + lane, kh = h / DN_V_PER_K;
+    async_wait_all();   // made visible to the block by the __syncthreads below
+    for (int item = blockIdx.x; item < DN_ITEMS; item += gridDim.x) {
+        const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
         if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
         if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
         __syncthreads();
 
-        float* S = p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j;
+        float* S = deltanet_state_tile(p, slot, item) + lane;
+        const bool staged = item == (int)blockIdx.x;
         float sv[ROWS], sk = 0.0f, sq = 0.0f;
 #pragma unroll
-        for (int r = 0; r < ROWS; ++r) sv[r] = S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM];
+        for (int r = 0; r < ROWS; ++r) {
+            const int i = warp + r * WARPS;
+            sv[r] = staged ? s.dn_tile[i][lane] : S[(size_t)i * DN_VALUE_DIM];
+        }
 #pragma unroll
         for (int r = 0; r < ROWS; ++r) {
             sk = fmaf(sv[r], s.dn_k[warp + r * WARPS], sk);
@@ -102,31 +120,21 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     }
 }
 
-// The state tiles this block's recurrence items will read, into L2.
-__device__ __forceinline__ void prefetch_deltanet_state(const Params& p, int slot) {
-    constexpr int TILES = DN_VALUE_DIM / 32;
-    for (int item = blockIdx.x; item < DN_VALUE_HEADS * TILES; item += gridDim.x) {
-        const int h = item / TILES, j0 = (item % TILES) * 32;
-        const float* S = p.dn_state + ((size_t)(slot * DN_VALUE_HEADS + h) * DN_KEY_DIM) * DN_VALUE_DIM + j0;
-        for (int i = thread_id(); i < DN_KEY_DIM; i += THREADS) prefetch_l2(S + (size_t)i * DN_VALUE_DIM);
-    }
-}
-
-// out_proj and attention's o_proj end the same way: x += W . s.vec, a warp per row.
+// out_proj and attention's o_proj end the same way: x += W . s.vec.
 template <int K>
-__device__ __forceinline__ void project_and_add_residual(const Params& p, const bf16_t* W, Smem& s) {
+__device__ __forceinline__ void project_and_add_residual(const Params& p, const Stage& st, const bf16_t* W,
+                                                         Smem& s) {
     constexpr int R = RowsPerWarp<K>::value;
-    const bool lane0 = (lane_id()) == 0;
-    matvec<K, R>(W, HIDDEN, s.vec, [=](int row0, const float* sums) {
-        if (!lane0) return;
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (row0 + r < HIDDEN) p.x[row0 + r] = load_shared_f32(p.x + row0 + r) + sums[r];
+    matvec<K, R>(st, W, HIDDEN, s.vec, [=](int row0, const float* sums) {
+        const int row = row0 + lane_id();
+        const float y = sum_of_lane<R>(sums);
+        if (lane_id() < R && row < HIDDEN) p.x[row] = load_shared_f32(p.x + row) + y;
     });
 }
 
-// Stage 3.
-__device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeights& L, Smem& s) {
+// Stage 3: the gated norm into s.vec, then out_proj from the staged W_out.
+__device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeights& L, const Stage& st,
+                                                Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32;
     const int lane = lane_id(), warp = warp_id();
     for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
@@ -144,6 +152,6 @@ __device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeig
             s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z);
         }
     }
-    __syncthreads();
-    project_and_add_residual<VALUE_DIM>(p, L.w_out, s);
+    wait_staged();
+    project_and_add_residual<VALUE_DIM>(p, st, L.w_out, s);
 }

@@ -16,9 +16,11 @@ CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16
 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH = 95
+CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97
 CU_FUNC_ATTRIBUTE_NUM_REGS = 4
 CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES = 3
 CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES = 1
+CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
 CU_MEMHOSTALLOC_PORTABLE = 0x01
 CU_MEMHOSTALLOC_DEVICEMAP = 0x02
 CUDA_ERROR_NOT_READY = 600
@@ -91,15 +93,22 @@ class Kernel:
         check(_cuda().cuFuncGetAttribute(ctypes.byref(value), attribute, self.function), "cuFuncGetAttribute")
         return value.value
 
-    def max_active_blocks_per_sm(self, threads: int) -> int:
+    def allow_dynamic_shared(self, n_bytes: int) -> None:
+        """Let launches ask for ``n_bytes`` of dynamic shared memory (above 48 KB needs this)."""
+        check(_cuda().cuFuncSetAttribute(self.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, n_bytes),
+              "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)")
+
+    def max_active_blocks_per_sm(self, threads: int, dynamic_shared: int) -> int:
         n = ctypes.c_int()
-        check(_cuda().cuOccupancyMaxActiveBlocksPerMultiprocessor(ctypes.byref(n), self.function, threads, 0),
+        check(_cuda().cuOccupancyMaxActiveBlocksPerMultiprocessor(ctypes.byref(n), self.function, threads,
+                                                                  ctypes.c_size_t(dynamic_shared)),
               "cuOccupancyMaxActiveBlocksPerMultiprocessor")
         return n.value
 
-    def launch_cooperative(self, grid: int, threads: int, stream: int, args: ctypes.Structure) -> None:
+    def launch_cooperative(self, grid: int, threads: int, dynamic_shared: int, stream: int,
+                           args: ctypes.Structure) -> None:
         params = (ctypes.c_void_p * 1)(ctypes.cast(ctypes.pointer(args), ctypes.c_void_p))
-        check(_cuda().cuLaunchCooperativeKernel(self.function, grid, 1, 1, threads, 1, 1, 0,
+        check(_cuda().cuLaunchCooperativeKernel(self.function, grid, 1, 1, threads, 1, 1, dynamic_shared,
                                                 ctypes.c_void_p(stream), params),
               "cuLaunchCooperativeKernel")
 

@@ -5,7 +5,7 @@ The unchanged stage sources are compiled with g++ against ``cpu_emulation.h``
 kernel's logic, indexing and barrier structure against the reference model on
 a machine without a GPU; it is slow (seconds per step for a 4-layer model) and
 says nothing about speed or the GPU memory model. Blocks run 128 threads here
-(the GPU build uses 512), so configs need ``queries_per_kv_head + 2 <= 4``.
+(the GPU build uses 256), so configs need ``queries_per_kv_head + 2 <= 4``.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def build_emulator(config: ModelConfig) -> Path:
 class EmulatedKernel:
     """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int = 2):
-        self.config, self.grid = config, grid
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, staging_bytes: int):
+        """``staging_bytes``: each block's weight staging area (the GPU gives it all spare shared memory)."""
+        self.config, self.grid, self.staging_bytes = config, grid, staging_bytes
         self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
@@ -70,8 +71,8 @@ class EmulatedKernel:
         params = self.buffers.params(state, token_id, n_steps, barrier=self.barrier.data_ptr(),
                                      progress=self.progress.data_ptr(),
                                      tokens_out=0 if tokens is None else tokens.data_ptr(),
-                                     logits=tokens is None)
-        self.lib.emulate_launch(ctypes.byref(params), self.grid)
+                                     logits=tokens is None, shared_bytes=0)   # emulate_launch sizes it
+        self.lib.emulate_launch(ctypes.byref(params), self.grid, ctypes.c_uint(self.staging_bytes))
 
     def decode(self, token_id: int, state: SequenceState) -> torch.Tensor:
         self._run(state, token_id, 1, None)

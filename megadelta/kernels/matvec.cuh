@@ -1,27 +1,26 @@
-// Batch-1 matrix-vector products spread over every warp of the grid.
+// Batch-1 matrix-vector products: W is [n_rows, K] row-major bf16, x a K-vector
+// of floats in shared memory.
 //
-// W is [n_rows, K] row-major bf16, x is a K-vector of floats in shared memory.
-// A warp owns R consecutive rows at a time; lane l reads the 16-byte chunks
-// l, l+32, ... of each row, so a warp reads 512 contiguous bytes per chunk
-// step, and issues LOADS_IN_FLIGHT (several rows: LOADS_IN_FLIGHT_MULTI_ROW) independent
-// 16-byte loads before the first use.
-// The R row sums are reduced with shuffles and handed to `epi(row0, sums)`,
-// which must ignore rows >= n_rows.
+// Each block owns a contiguous run of units of R rows (staging.cuh); its warps
+// take the units round robin. Lane l reads the 16-byte chunks l, l+32, ... of
+// each row, so a warp reads 512 contiguous bytes per chunk step. A unit is read
+// from the staging area when the block staged it, else straight from global
+// memory with LOADS_IN_FLIGHT independent 16-byte loads issued before the first use.
+// The R row sums are reduced with shuffles (every lane gets them) and handed to
+// `epi(row0, sums)`, which must ignore rows >= n_rows.
 #pragma once
-#include "common.cuh"
+#include "staging.cuh"
 
-// 16-byte loads a lane issues before using the first: 16 warps x 32 lanes x 8 x 16 B
-// = 64 KB in flight per SM, well above the ~25 KB that Little's law asks for
-// (3 TB/s x ~1 us latency / 132 SMs); more costs registers the fused kernel lacks.
+// 16-byte loads a lane keeps in flight when it reads weights straight from
+// global memory (the output projection, and shares that did not fit the staging
+// area): 8 warps x 32 lanes x 8 x 16 B = 32 KB per SM, 4.3 MB over 132 SMs, about
+// what Little's law asks for (3 TB/s x ~1.5 us). Staged stages need no registers
+// for this: their copies are all issued at once by cp.async.
+#ifndef LOADS_IN_FLIGHT
 #define LOADS_IN_FLIGHT 8
-// A warp that owns several rows at a time (short rows, K < 2048) keeps half as
-// many (32 KB per SM): with 8 the fused kernel needs ~130 registers on sm_90a and
-// spills (ptxas -v). Defined 8 for A/B timing.
-#ifndef LOADS_IN_FLIGHT_MULTI_ROW
-#define LOADS_IN_FLIGHT_MULTI_ROW 4
 #endif
 
-// Rows a warp takes at a time for a given K: LOADS_IN_FLIGHT chunks in all, so short rows
+// Rows a unit holds for a given K: LOADS_IN_FLIGHT chunks in all, so short rows
 // are taken several at a time.
 template <int K>
 struct RowsPerWarp {
@@ -29,9 +28,17 @@ struct RowsPerWarp {
     static constexpr int value = chunks >= LOADS_IN_FLIGHT ? 1 : LOADS_IN_FLIGHT / chunks;
 };
 
-// sums[r] += W[row0 + r, 256 c0 : 256 (c0 + N)] . xs[...]: all R x N loads first, then the math.
-template <int K, int R, int N>
-__device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int row0, int n_rows, int c0,
+struct GlobalWeights {
+    __device__ __forceinline__ static uint4 load(const bf16_t* p) { return load_weight16(p); }
+};
+struct StagedWeights {
+    __device__ __forceinline__ static uint4 load(const bf16_t* p) { return *reinterpret_cast<const uint4*>(p); }
+};
+
+// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . xs[...] for the R rows at W (rows
+// from `valid` on do not exist): all R x N loads first, then the math.
+template <class Source, int K, int R, int N>
+__device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int valid, int c0,
                                                   const float* xs, float (&sums)[R]) {
     const int lane = lane_id();
     uint4 w[R][N];
@@ -39,59 +46,64 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int g = 0; g < N; ++g)
-            if (row0 + r < n_rows) w[r][g] = load_weight16(W + (size_t)(row0 + r) * K + (c0 + g) * 256 + lane * 8);
+            if (r < valid) w[r][g] = Source::load(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
 #pragma unroll
     for (int g = 0; g < N; ++g) {
         const float* x = xs + (c0 + g) * 256 + lane * 8;
 #pragma unroll
         for (int r = 0; r < R; ++r)
-            if (row0 + r < n_rows) sums[r] += dot8(w[r][g], x);
+            if (r < valid) sums[r] += dot8(w[r][g], x);
     }
 }
 
-template <int K, int R, class Epilogue>
-__device__ __forceinline__ void matvec(const bf16_t* __restrict__ W, int n_rows, const float* xs,
-                                       Epilogue epi) {
-    static_assert(K % 256 == 0, "K must be a multiple of 256");
+// The R row sums of one unit whose rows start at W.
+template <class Source, int K, int R>
+__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const float* xs,
+                                          float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
-    constexpr int IN_FLIGHT = R == 1 ? LOADS_IN_FLIGHT : LOADS_IN_FLIGHT_MULTI_ROW;
-    constexpr int GROUP_MAX = IN_FLIGHT / R > 1 ? IN_FLIGHT / R : 1;   // chunks per row per load group
+    constexpr int GROUP_MAX = LOADS_IN_FLIGHT / R > 1 ? LOADS_IN_FLIGHT / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
-    const int first_warp = grid_warp();
-    const int n_warps = grid_warps();
-#pragma unroll 1   // one row group at a time: the loads in flight are the group's
-    for (int row0 = first_warp * R; row0 < n_rows; row0 += n_warps * R) {
-        float sums[R];
 #pragma unroll
-        for (int r = 0; r < R; ++r) sums[r] = 0.0f;
-        // Not unrolled: the compiler would hoist the next group's loads over this
-        // group's math and run out of registers.
+    for (int r = 0; r < R; ++r) sums[r] = 0.0f;
+    // Not unrolled: the compiler would hoist the next group's loads over this
+    // group's math and run out of registers.
 #pragma unroll 1
-        for (int group = 0; group < FULL_GROUPS; ++group)
-            accumulate_chunks<K, R, GROUP>(W, row0, n_rows, group * GROUP, xs, sums);
-        if constexpr (TAIL > 0) accumulate_chunks<K, R, TAIL>(W, row0, n_rows, FULL_GROUPS * GROUP, xs, sums);
+    for (int group = 0; group < FULL_GROUPS; ++group)
+        accumulate_chunks<Source, K, R, GROUP>(W, valid, group * GROUP, xs, sums);
+    if constexpr (TAIL > 0) accumulate_chunks<Source, K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, xs, sums);
 #pragma unroll
-        for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
-        epi(row0, sums);
-    }
+    for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
 }
 
-// Pull the first `max_groups` row groups of each of this block's warps (the rows
-// matvec<K, R> will give them) into L2. Issued just before a grid barrier, so
-// HBM keeps streaming the next stage's weights while blocks wait.
-template <int K, int R>
-__device__ __forceinline__ void prefetch_rows(const bf16_t* __restrict__ W, int n_rows, int max_groups) {
-    constexpr int LINES_PER_ROW = K * (int)sizeof(bf16_t) / 128;
-    const int lane = lane_id();
-    const int first_warp = grid_warp();
-    const int n_warps = grid_warps();
-    int row0 = first_warp * R;
-    for (int group = 0; group < max_groups && row0 < n_rows; ++group, row0 += n_warps * R)
-        for (int i = lane; i < R * LINES_PER_ROW; i += 32) {
-            const int row = row0 + i / LINES_PER_ROW;
-            if (row < n_rows) prefetch_l2(W + (size_t)row * K + (i % LINES_PER_ROW) * 64);
-        }
+// sums[lane] in lanes < R (after the shuffles every lane holds every row's sum),
+// so R rows' epilogues run side by side.
+template <int R>
+__device__ __forceinline__ float sum_of_lane(const float* sums) {
+    float y = sums[0];
+#pragma unroll
+    for (int r = 1; r < R; ++r)
+        if (lane_id() == r) y = sums[r];
+    return y;
+}
+
+// This block's share `st` of W . xs (st from stage_matrix<K, R> on the same W, n_rows).
+template <int K, int R, class Epilogue>
+__device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict__ W, int n_rows,
+                                       const float* xs, Epilogue epi) {
+    static_assert(K % 256 == 0, "K must be a multiple of 256");
+    const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
+#pragma unroll 1   // one unit at a time: the loads in flight are the unit's
+    for (int j = warp_id(); j < st.units; j += WARPS) {
+        const int row0 = (st.unit0 + j) * R;
+        const int valid = n_rows - row0;
+        float sums[R];
+        if (j < st.staged)
+            unit_sums<StagedWeights, K, R>(staged + (size_t)j * R * K, valid, xs, sums);
+        else
+            unit_sums<GlobalWeights, K, R>(W + (size_t)row0 * K, valid, xs, sums);
+        epi(row0, sums);
+    }
 }
 
 // x (float, global, written by other blocks) -> shared memory, scaled by

@@ -2,7 +2,8 @@
 // persistent cooperative launch. Every block runs the same sequence of stages;
 // a stage spreads its work over all warps of the grid, and a grid barrier
 // separates stages whose inputs another block produces (see docs/megakernel.md
-// for the list). Greedy runs feed each argmax back as the next input token and
+// for the list). Each block stages the weights of the next stage into shared
+// memory while it works on the current one (staging.cuh). Greedy runs feed each argmax back as the next input token and
 // publish it to host-mapped memory as soon as it is known.
 #include "attention.cuh"
 #include "deltanet.cuh"
@@ -30,57 +31,66 @@ __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWei
     __syncthreads();
 }
 
-// PREFETCH_NEXT_STAGE (default on): before each grid barrier a block asks L2 for
-// the weights (or state) it will read in the next stage. Defined 0 for A/B timing.
-#ifndef PREFETCH_NEXT_STAGE
-#define PREFETCH_NEXT_STAGE 1
-#endif
-#define ALL_GROUPS (1 << 30)
-// Row groups per warp of the output projection pulled ahead of the lm_head stage:
-// the first ~17 MB of its 0.5 GB, what fits in L2 beside the rest.
-#define LM_HEAD_PREFETCH_GROUPS 2
+// The staged matrices, in the order the stages read them. Each weight stage
+// first issues the copies of the next one (staging.cuh), so one stage's weights
+// are always streaming in while another's are read.
+constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
+// The part of the output projection staged ahead (it streams 0.5 GB from
+// global memory anyway): small enough that the next step's first layer still fits.
+#define LM_HEAD_STAGED_FRACTION 4
 
-template <int K, int R>
-__device__ __forceinline__ void prefetch_then_barrier(const Params& p, const bf16_t* W, int n_rows,
-                                                      int max_groups = ALL_GROUPS) {
-    if (PREFETCH_NEXT_STAGE) prefetch_rows<K, R>(W, n_rows, max_groups);
-    grid_barrier(p.barrier);
+__device__ __forceinline__ void stage_layer_input(const Params& p, Smem& s, int layer) {
+    stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.layers[layer].w_in,
+                               LAYER_IS_ATTENTION[layer] ? ATTN_PROJ_ROWS : DN_PROJ_ROWS);
 }
 
-__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int slot, Smem& s) {
-    deltanet_project(p, L, slot, s);
-    if (PREFETCH_NEXT_STAGE) prefetch_deltanet_state(p, slot);
+__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int slot, 
+                                               Smem& s) {
+    const Stage w_in = s.pipe.pending;
+    stage_state_tile(p, slot, s);
+    stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
+    wait_staged();
+    deltanet_project(p, L, slot, w_in, s);
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
-    prefetch_then_barrier<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(p, L.w_out, HIDDEN);
-    deltanet_output(p, L, s);
+    grid_barrier(p.barrier);
+    const Stage w_out = s.pipe.pending;
+    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
+    deltanet_output(p, L, w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int slot, int pos,
                                                 Smem& s) {
-    attention_project(p, L, s);
+    const Stage w_in = s.pipe.pending;
+    stage_matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
+    wait_staged();
+    attention_project(p, L, w_in, s);
     grid_barrier(p.barrier);
     attention_partials(p, L, slot, pos, s);
-    prefetch_then_barrier<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(p, L.w_out, HIDDEN);
+    grid_barrier(p.barrier);
     attention_combine(p, pos);
     grid_barrier(p.barrier);
-    load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    project_and_add_residual<Q_SIZE>(p, L.w_out, s);
+    const Stage w_out = s.pipe.pending;
+    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
+    attention_output(p, L, w_out, s);
 }
 
-// After the mixer's residual add: then the MLP, each stage ending with the next
-// stage's weights requested.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, Smem& s) {
-    prefetch_then_barrier<HIDDEN, UP_ROWS>(p, L.w_gate_up, 2 * INTERMEDIATE);
-    mlp_up(p, L, s);
-    prefetch_then_barrier<INTERMEDIATE, RowsPerWarp<INTERMEDIATE>::value>(p, L.w_down, HIDDEN);
-    mlp_down(p, L, s);
-    constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
+// After the mixer's residual add: the MLP, then the next layer's (or the output
+// projection's) weights are the ones streaming in.
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, 
+                                          Smem& s) {
+    grid_barrier(p.barrier);
+    const Stage w_gate_up = s.pipe.pending;
+    stage_matrix<INTERMEDIATE, RowsPerWarp<INTERMEDIATE>::value>(s.pipe, staging_bytes(p), L.w_down, HIDDEN);
+    mlp_up(p, L, w_gate_up, s);
+    grid_barrier(p.barrier);
+    const Stage w_down = s.pipe.pending;
     if (layer + 1 == N_LAYERS)
-        prefetch_then_barrier<HIDDEN, R_IN>(p, p.embed, VOCAB, LM_HEAD_PREFETCH_GROUPS);
+        stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
     else
-        prefetch_then_barrier<HIDDEN, R_IN>(p, p.layers[layer + 1].w_in,
-                                            LAYER_IS_ATTENTION[layer + 1] ? ATTN_PROJ_ROWS : DN_PROJ_ROWS);
+        stage_layer_input(p, s, layer + 1);
+    mlp_down(p, L, w_down, s);
+    grid_barrier(p.barrier);
 }
 
 __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
@@ -90,7 +100,10 @@ __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
 }
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const Params p) {
-    BLOCK_SHARED(Smem, s);
+    Smem& s = block_smem();
+    if (thread_id() == 0) s.pipe = {{0, 0, 0, 0u}, 0u, 0};
+    __syncthreads();
+    stage_layer_input(p, s, 0);
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
         const int pos = p.position + step;
@@ -103,7 +116,9 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
                 deltanet_layer(p, L, LAYER_SLOT[layer], s);
             mlp_block(p, L, layer, s);
         }
-        token = lm_head_argmax(p, s);
+        const Stage lm_head = s.pipe.pending;
+        stage_layer_input(p, s, 0);   // the next step's (unused after the last step)
+        token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
             __threadfence_system();   // the token is visible before the count that announces it
@@ -112,4 +127,5 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
         }
         if (is_stop_token(p, token)) break;
     }
+    async_wait_all();   // no copy outlives the launch
 }

@@ -11,11 +11,12 @@
 constexpr int UP_ROWS = RowsPerWarp<HIDDEN>::value < 2 ? 2 : RowsPerWarp<HIDDEN>::value;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
-__device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, Smem& s) {
+__device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
     constexpr int R = UP_ROWS;
     load_rms_normed<HIDDEN>(p.x, L.post_norm, s.vec, s.scratch);
-    const bool lane0 = (lane_id()) == 0;
-    matvec<HIDDEN, R>(L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums) {
+    wait_staged();
+    const bool lane0 = lane_id() == 0;
+    matvec<HIDDEN, R>(st, L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums) {
         if (!lane0) return;
 #pragma unroll
         for (int r = 0; r < R; r += 2)
@@ -23,7 +24,8 @@ __device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, S
     });
 }
 
-__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, Smem& s) {
+__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
     load_vector<INTERMEDIATE>(p.mlp_h, s.vec);
-    project_and_add_residual<INTERMEDIATE>(p, L.w_down, s);
+    wait_staged();
+    project_and_add_residual<INTERMEDIATE>(p, st, L.w_down, s);
 }

@@ -1,22 +1,33 @@
 // Shared memory of one block, one struct for all stages (they run one after another).
+// Arrays read as float4 or written by cp.async are 16-byte aligned.
 #pragma once
-#include "common.cuh"
+#include "params.cuh"
+#include "staging.cuh"
 
 struct Smem {
-    float vec[VEC_MAX];                        // input vector of the current matrix-vector product
+    __align__(16) float vec[VEC_MAX];                        // input vector of the current matrix-vector product
     float scratch[32];                         // block reductions
     // Gated DeltaNet recurrence
     float dn_q[DN_KEY_DIM];                    // L2-normalised, scaled query of the item's key head
     float dn_k[DN_KEY_DIM];                    // L2-normalised key
     float dn_partial[2][WARPS][32];            // per-warp partial sums of S^T k and S^T q
     // attention
-    float att_q[QUERIES_PER_KV][HEAD_DIM];     // normed, rotated, pre-scaled queries of one kv head
-    bf16_t att_k[HEAD_DIM];                    // this position's key and value, as cached
-    bf16_t att_v[HEAD_DIM];
+    __align__(16) float att_q[QUERIES_PER_KV][HEAD_DIM];     // normed, rotated, pre-scaled queries of one kv head
+    __align__(16) bf16_t att_k[HEAD_DIM];                    // this position's key and value, as cached
+    __align__(16) bf16_t att_v[HEAD_DIM];
     float att_acc[QUERIES_PER_KV][HEAD_DIM];   // block-combined softmax numerators
     float att_max[WARPS][QUERIES_PER_KV];
     float att_sum[WARPS][QUERIES_PER_KV];
+    float att_block_max[QUERIES_PER_KV];
     // argmax
     float best_val[WARPS];
     int best_idx[WARPS];
+    __align__(16) float dn_tile[DN_KEY_DIM][32];             // staged DeltaNet state tile of the block's first item
+    Pipeline pipe;                             // weight staging: the stage in flight
 };
+
+// Smem sits at the start of the block's dynamic shared memory, the staging area after it.
+constexpr unsigned STAGING_OFFSET = (sizeof(Smem) + 15) / 16 * 16;
+__device__ __forceinline__ Smem& block_smem() { return *reinterpret_cast<Smem*>(BLOCK_SHARED_BASE); }
+__device__ __forceinline__ unsigned char* staging_area() { return BLOCK_SHARED_BASE + STAGING_OFFSET; }
+__device__ __forceinline__ unsigned staging_bytes(const Params& p) { return p.shared_bytes - STAGING_OFFSET; }
