@@ -29,11 +29,12 @@ def function_body(ptx: str, name: str) -> list[str]:
     start = ptx.index(f" {name}(")
     lines = ptx[start:].splitlines()
     first = lines.index("{") + 1
-    body = []
+    body, depth = [], 1   # inline asm brings its own { } scopes
     for line in lines[first:]:
-        if line == "}":
-            return body
         line = line.split("//")[0].strip()
+        depth += (line == "{") - (line == "}")
+        if depth == 0:
+            return body
         if line and line not in ("{", "}"):
             body.append(line)
     raise ValueError(f"unterminated function {name}")

@@ -224,6 +224,6 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos) {
 __device__ __forceinline__ void attention_output(const Params& p, const LayerWeights& L, const Stage& st,
                                                  Smem& s) {
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    wait_staged();
+    wait_staged(s.pipe, st);
     project_and_add_residual<Q_SIZE>(p, st, L.w_out, s);
 }

@@ -81,11 +81,15 @@ __device__ __forceinline__ uint4 load_shared16(const void* p) { return __ldcg((c
 extern __shared__ __align__(16) unsigned char dynamic_shared[];
 #define BLOCK_SHARED_BASE dynamic_shared
 
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return (unsigned)a;
+}
+
 // 16 bytes global -> shared, through L2 only; completes asynchronously.
 __device__ __forceinline__ void copy_async16(void* dst, const void* src) {
-    u64 shared_addr;
-    asm("cvta.to.shared.u64 %0, %1;" : "=l"(shared_addr) : "l"(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"((unsigned)shared_addr), "l"(src) : "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
 }
 // Close the copies issued so far into a group.
 __device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
@@ -93,6 +97,38 @@ __device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_g
 // waits for its own weights while the next stage's are still in flight).
 __device__ __forceinline__ void async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 __device__ __forceinline__ void async_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
+
+// ---- bulk copies (Hopper's copy engine) and mbarriers --------------------------
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define BULK_COPY 1
+__device__ __forceinline__ void mbarrier_init(u64* bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(shared_address(bar)) : "memory");
+}
+// Arrive (the one expected arrival) and expect `bytes` of copies on the barrier's current phase.
+__device__ __forceinline__ void mbarrier_expect_bytes(u64* bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(shared_address(bar)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+#else   // before Hopper: staging uses cp.async alone and never calls these
+#define BULK_COPY 0
+__device__ __forceinline__ void mbarrier_init(u64*) {}
+__device__ __forceinline__ void mbarrier_expect_bytes(u64*, unsigned) {}
+__device__ __forceinline__ void mbarrier_wait(u64*, unsigned) {}
+__device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned, u64*) {}
+__device__ __forceinline__ void fence_proxy_async() {}
+#endif
 
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }

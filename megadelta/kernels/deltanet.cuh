@@ -152,6 +152,6 @@ __device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeig
             s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z);
         }
     }
-    wait_staged();
+    wait_staged(s.pipe, st);
     project_and_add_residual<VALUE_DIM>(p, st, L.w_out, s);
 }

@@ -16,7 +16,7 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, 
     constexpr int R = RowsPerWarp<HIDDEN>::value;
     const int lane = lane_id(), warp = warp_id();
     load_rms_normed<HIDDEN>(p.x, p.final_norm, s.vec, s.scratch);
-    wait_staged();
+    wait_staged(s.pipe, st);
     float best_v = NEG_INF;
     int best_i = VOCAB;
     matvec<HIDDEN, R>(st, p.embed, VOCAB, s.vec, [&](int row0, const float* sums) {

@@ -49,7 +49,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     const Stage w_in = s.pipe.pending;
     stage_state_tile(p, slot, s);
     stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
-    wait_staged();
+    wait_staged(s.pipe, w_in);
     deltanet_project(p, L, slot, w_in, s);
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
@@ -63,7 +63,7 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
                                                 Smem& s) {
     const Stage w_in = s.pipe.pending;
     stage_matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
-    wait_staged();
+    wait_staged(s.pipe, w_in);
     attention_project(p, L, w_in, s);
     grid_barrier(p.barrier);
     attention_partials(p, L, slot, pos, s);
@@ -101,8 +101,7 @@ __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const Params p) {
     Smem& s = block_smem();
-    if (thread_id() == 0) s.pipe = {{0, 0, 0, 0u}, 0u, 0};
-    __syncthreads();
+    init_pipeline(s.pipe);
     stage_layer_input(p, s, 0);
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
@@ -127,5 +126,5 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
         }
         if (is_stop_token(p, token)) break;
     }
-    async_wait_all();   // no copy outlives the launch
+    drain_staging(s.pipe);
 }

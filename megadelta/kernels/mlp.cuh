@@ -14,7 +14,7 @@ static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 __device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
     constexpr int R = UP_ROWS;
     load_rms_normed<HIDDEN>(p.x, L.post_norm, s.vec, s.scratch);
-    wait_staged();
+    wait_staged(s.pipe, st);
     const bool lane0 = lane_id() == 0;
     matvec<HIDDEN, R>(st, L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums) {
         if (!lane0) return;
@@ -26,6 +26,6 @@ __device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, c
 
 __device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
     load_vector<INTERMEDIATE>(p.mlp_h, s.vec);
-    wait_staged();
+    wait_staged(s.pipe, st);
     project_and_add_residual<INTERMEDIATE>(p, st, L.w_down, s);
 }
