@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # The one GPU script: in one call on a CUDA machine, compile the megakernel, run
-# every GPU test and the benchmark, and write logs and results under $OUT.
+# the benchmarks and every GPU test, and write logs and results under $OUT.
 #
 #   scripts/device_wheels.sh                    # once, where PyPI is reachable
 #   OUT=/tmp/out MEGADELTA_COMMIT=$(git rev-parse HEAD) scripts/gpu_suite.sh
 #   SKIP_BENCH=1 scripts/gpu_suite.sh           # tests only
 #   BENCH_ARGS="-p 520 -n 128 -r 10" scripts/gpu_suite.sh
 #
-# A failing stage is logged and the rest still run (the megakernel smoke check
-# gates only the megakernel's own tests and timing); the exit status is 1 if
-# any stage failed.
+# Stages, most wanted first (a lent machine may stop the call at its time limit;
+# what is under $OUT by then is kept):
+#   1. megakernel smoke check (compile, 16 steps vs the reference, one greedy launch; watchdog)
+#   2. benchmark: megakernel (with fast prefill) and transformers eager, same checkpoint, same run
+#   3. megakernel timing against the floor, with the stage clock's breakdown
+#   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel alone
+#   5. every GPU test
+# A failing stage is logged and the rest still run (a failed smoke check skips
+# the megakernel's own stages); the exit status is 1 if any stage failed.
+# $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown
+# tables and charts are rebuilt from the JSON with `megadelta bench --readme-table`
+# and megadelta.bench.report).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out}
@@ -24,35 +33,41 @@ fi
 export PYTHONUNBUFFERED=1
 export MEGADELTA_CACHE=${MEGADELTA_CACHE:-/tmp/megadelta-cache}
 status=0
-log() { echo "== $*" | tee -a "$OUT/suite.log"; }
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/suite.log"; }
+run() { "$@" 2>&1 | tee -a "$OUT/suite.log" || { status=1; log "FAILED: $*"; }; }
+bench() {
+    run timeout "$1" python3 -m megadelta.bench --output "$OUT/bench" "${@:2}"
+    rm -f "$OUT"/bench/*/*.md "$OUT"/bench/*/*.png   # rebuilt from the JSON; keeps $OUT small
+}
 
 log "device"
-nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm,clocks.mem --format=csv 2>&1 | tee -a "$OUT/suite.log"
+run nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm,clocks.mem --format=csv
 
-log "megakernel smoke check (compile, 16 steps vs the reference, one greedy launch; watchdog)"
-if timeout 150 python3 -m megadelta.kernels.smoke 2>&1 | tee -a "$OUT/suite.log"; then
-    megakernel_ok=1
-else
-    megakernel_ok=0; status=1
-    log "megakernel smoke check FAILED: its GPU tests and timing are skipped"
-fi
-
-log "GPU tests"
-deselect=()
-[ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
-timeout 1200 python3 -m pytest -m gpu tests -q -s -rs --timeout 600 -p no:cacheprovider "${deselect[@]}" \
-    2>&1 | tee "$OUT/pytest.log" || status=1
-
-if [ "$megakernel_ok" = 1 ]; then
-    log "megakernel timing vs the bandwidth floor"
-    timeout 300 python3 -m megadelta.kernels.timing --out "$OUT/timing.json" 2>&1 | tee -a "$OUT/suite.log" || status=1
-fi
+log "1. megakernel smoke check"
+megakernel_ok=1
+run timeout 120 python3 -m megadelta.kernels.smoke
+grep -q "^\[.*\] PASS$" "$OUT/suite.log" || { megakernel_ok=0; log "smoke check failed: megakernel stages skipped"; }
+systems=hf-transformers-eager
+[ "$megakernel_ok" = 1 ] && systems=megadelta-megakernel,$systems
 
 if [ -z "${SKIP_BENCH:-}" ]; then
-    log "benchmark"
-    systems=megadelta-reference,hf-transformers-eager
-    [ "$megakernel_ok" = 1 ] && systems=megadelta-megakernel,$systems
-    timeout 1500 python3 -m megadelta.bench --output "$OUT/bench" --systems "$systems" \
-        ${BENCH_ARGS:--p 128,520,2048,8192,32768 -n 128 --depth 4096,32768 -r 10} 2>&1 | tee "$OUT/bench.log" || status=1
+    log "2. benchmark: $systems"
+    bench 300 --systems "$systems" ${BENCH_ARGS:--p 128,520,2048,8192 -n 128 -r 10}
 fi
+
+if [ "$megakernel_ok" = 1 ]; then
+    log "3. megakernel timing vs the bandwidth floor"
+    run timeout 150 python3 -m megadelta.kernels.timing --stages --reps 5 --out /tmp/megadelta-timing.json
+    if [ -z "${SKIP_BENCH:-}" ]; then
+        log "4. long-context benchmark"
+        bench 200 --systems megadelta-megakernel ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
+    fi
+fi
+
+log "5. GPU tests"
+deselect=()
+[ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
+timeout 600 python3 -m pytest -m gpu tests/gpu/test_prefill.py tests/gpu/test_megakernel.py -q -s -rs \
+    --timeout 300 -p no:cacheprovider "${deselect[@]}" 2>&1 | tee "$OUT/pytest.log" || status=1
+log "done, status $status"
 exit $status

@@ -84,6 +84,12 @@ inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 template <class T>
 inline T __ldcg(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(); }
+inline float4 __ldcg(const float4* p) {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    float4 v;
+    std::memcpy(&v, p, 16);
+    return v;
+}
 
 inline float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
 inline float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }

@@ -138,18 +138,19 @@ __device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeig
     constexpr int PER_LANE = DN_VALUE_DIM / 32;
     const int lane = lane_id(), warp = warp_id();
     for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
-        float o[PER_LANE], ss = 0.0f;
+        float o[PER_LANE], z[PER_LANE], ss = 0.0f;
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {
+        for (int e = 0; e < PER_LANE; ++e) {   // o and z in one round trip
             o[e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
-            ss += o[e] * o[e];
+            z[e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
         }
+#pragma unroll
+        for (int e = 0; e < PER_LANE; ++e) ss += o[e] * o[e];
         const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
 #pragma unroll
         for (int e = 0; e < PER_LANE; ++e) {
             const int j = lane + 32 * e;
-            const float z = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + j);
-            s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z);
+            s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z[e]);
         }
     }
     wait_staged(s.pipe, st);

@@ -106,25 +106,57 @@ __device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict
     }
 }
 
-// x (float, global, written by other blocks) -> shared memory, scaled by
-// rsqrt(mean(x^2) + eps) * scale: the zero-centred RMSNorm with scale = 1 + w
-// folded in by the host.
+// Vectors written by other blocks reach shared memory with every load issued
+// before the first store: one L2 round trip per vector instead of one per
+// THREADS elements (a serial chain of up to 14 round trips at K = 3584).
 template <int K>
-__device__ __forceinline__ void load_rms_normed(const float* x, const float* scale, float* xs,
-                                                float* scratch) {
-    float ss = 0.0f;
-    for (int i = thread_id(); i < K; i += THREADS) {
-        const float v = load_shared_f32(x + i);
-        xs[i] = v;
-        ss += v * v;
+struct VectorSlices {
+    static_assert(K % 4 == 0, "vectors move as float4");
+    static constexpr int N4 = K / 4;                                // float4s in the vector
+    static constexpr int PER_THREAD = (N4 + THREADS - 1) / THREADS;
+};
+
+// Returns this thread's sum of squares of what it loaded.
+template <int K>
+__device__ __forceinline__ float load_vector_slices(const float* x, float* xs) {
+    using V = VectorSlices<K>;
+    float4 v[V::PER_THREAD];
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) v[i] = __ldcg(reinterpret_cast<const float4*>(x) + j);
     }
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) {
+            reinterpret_cast<float4*>(xs)[j] = v[i];
+            ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+        }
+    }
+    return ss;
+}
+
+// xs = x * rsqrt(mean(x^2) + eps) * scale, where x is already in shared memory
+// and `ss` is this thread's part of its sum of squares: the zero-centred RMSNorm
+// with scale = 1 + w folded in by the host.
+template <int K>
+__device__ __forceinline__ void rms_norm_in_place(float ss, const float* scale, float* xs, float* scratch) {
     const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
     for (int i = thread_id(); i < K; i += THREADS) xs[i] = xs[i] * inv * scale[i];
     __syncthreads();
 }
 
+// x (float, global, written by other blocks) -> shared memory, RMS-normed.
+template <int K>
+__device__ __forceinline__ void load_rms_normed(const float* x, const float* scale, float* xs,
+                                                float* scratch) {
+    rms_norm_in_place<K>(load_vector_slices<K>(x, xs), scale, xs, scratch);
+}
+
 template <int K>
 __device__ __forceinline__ void load_vector(const float* x, float* xs) {
-    for (int i = thread_id(); i < K; i += THREADS) xs[i] = load_shared_f32(x + i);
+    load_vector_slices<K>(x, xs);
     __syncthreads();
 }

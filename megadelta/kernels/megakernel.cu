@@ -14,21 +14,18 @@
 // row; block 0 also stores it as the residual stream.
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
                                                  int token, Smem& s) {
+    if (layer > 0) {
+        load_rms_normed<HIDDEN>(p.x, L.input_norm, s.vec, s.scratch);
+        return;
+    }
     float ss = 0.0f;
     for (int i = thread_id(); i < HIDDEN; i += THREADS) {
-        float v;
-        if (layer == 0) {
-            v = bf16_to_float(p.embed[(size_t)token * HIDDEN + i]);
-            if (blockIdx.x == 0) p.x[i] = v;
-        } else {
-            v = load_shared_f32(p.x + i);
-        }
+        const float v = bf16_to_float(p.embed[(size_t)token * HIDDEN + i]);
+        if (blockIdx.x == 0) p.x[i] = v;
         s.vec[i] = v;
         ss += v * v;
     }
-    const float inv = rsqrtf(block_sum(ss, s.scratch) / HIDDEN + RMS_EPS);
-    for (int i = thread_id(); i < HIDDEN; i += THREADS) s.vec[i] *= inv * L.input_norm[i];
-    __syncthreads();
+    rms_norm_in_place<HIDDEN>(ss, L.input_norm, s.vec, s.scratch);
 }
 
 // The staged matrices, in the order the stages read them. Each weight stage
