@@ -97,20 +97,14 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# Whether ``auto`` picks the megakernel on a CUDA device. Off until the
-# megakernel passes scripts/gpu_suite.sh: its first H100 launches hung
-# (benchmarks/logs/2026-11-25-h100/), and auto must never hang a user's run.
-AUTO_USES_MEGAKERNEL = False
-
-
 def select_backend(name: str, device: torch.device | str):
     """The backend class for ``name`` on ``device``; every class is built as
     ``cls(config, weights, device)``. ``auto`` takes the megakernel on CUDA
-    when AUTO_USES_MEGAKERNEL and it imports, and the reference model otherwise."""
+    when it imports, and the reference model otherwise."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     device = torch.device(device)
-    if name == "reference" or (name == "auto" and (device.type != "cuda" or not AUTO_USES_MEGAKERNEL)):
+    if name == "reference" or (name == "auto" and device.type != "cuda"):
         return ReferenceBackend
     if name == "megakernel" and device.type != "cuda":
         raise BackendUnavailableError(f"the megakernel backend needs a CUDA device, got {device}")

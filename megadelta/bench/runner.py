@@ -23,7 +23,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .. import checkpoint
 from ..config import ModelConfig, tiny_config
-from ..engine import AUTO_USES_MEGAKERNEL
 from . import roofline
 from .energy import EnergyMeter, Gpu, NvmlUnavailable
 from .peers import (HFTransformersSystem, MegadeltaSystem, PeerUnavailable, TimedSystem,
@@ -32,8 +31,6 @@ from .stats import energy_per_token, summarize, summarize_rates
 from .timing import synchronize, timed
 
 SCHEMA_VERSION = 1
-EXPERIMENTAL_MEGAKERNEL = ("experimental: it has not yet passed its GPU suite (scripts/gpu_suite.sh); "
-                           "pass --systems megadelta-megakernel,... to run it anyway")
 SYSTEMS = ("megadelta-megakernel", "megadelta-reference", "hf-transformers-eager",
            "hf-transformers-compile", "llama.cpp")
 PROMPT_SEED_OFFSET = 1  # the prompt's seed differs from the tiny checkpoint's weights' seed
@@ -138,7 +135,6 @@ class RunContext:
         max_len = max(w.max_seq_len for w in o.workloads())
         common = dict(device=o.device, dtype=o.dtype, max_seq_len=max_len, prompt=self.prompt)
         megakernel = ("needs a CUDA GPU" if o.device.type != "cuda" else
-                      EXPERIMENTAL_MEGAKERNEL if o.systems is None and not AUTO_USES_MEGAKERNEL else
                       lambda: MegadeltaSystem(model_dir, "megakernel", **common))
         compiled = ("not requested (pass --hf-compile)" if not o.hf_compile else
                     lambda: HFTransformersSystem(model_dir, compile=True, **common))
@@ -384,12 +380,14 @@ def software_versions() -> dict:
 
 
 def git_commit() -> str:
-    """HEAD of the checkout megadelta runs from, "-dirty" when tracked files
-    differ from it. A copy without .git (an installed package, a tree shipped
-    to a GPU machine) reports $MEGADELTA_COMMIT if set, else "unknown"."""
+    """$MEGADELTA_COMMIT when set (a tree shipped to a GPU machine may carry no
+    .git, or a stale one), else HEAD of the checkout megadelta runs from,
+    "-dirty" when tracked files differ from it, else "unknown"."""
+    if os.environ.get("MEGADELTA_COMMIT"):
+        return os.environ["MEGADELTA_COMMIT"]
     repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
-        return os.environ.get("MEGADELTA_COMMIT") or "unknown"
+        return "unknown"
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
