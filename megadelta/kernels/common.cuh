@@ -200,30 +200,17 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 // multiple of the grid size, so the counter stays a multiple of gridDim.x between
 // launches (every block passes every barrier) and 2^64 arrivals never wrap.
 // Release on arrival / acquire on the wait order every block's writes before
-// the barrier with every block's reads after it. The arrival is a reduction
-// (red, no reply): each block knows its next target from the counter it read
-// once at launch, so no barrier waits for an atomic's round trip.
+// the barrier with every block's reads after it.
 __device__ __forceinline__ u64 load_acquire(const u64* p) {
     u64 v;
     asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
     return v;
 }
 
-__device__ __forceinline__ void arrive_release(u64* p) {
-    asm volatile("red.release.gpu.global.add.u64 [%0], 1;" :: "l"(p) : "memory");
-}
-
-// The counter value that completes this block's next barrier (thread 0's, in shared memory).
-__device__ __forceinline__ u64& barrier_target() {
-    __shared__ u64 target;
-    return target;
-}
-
-// At launch: the counter is a multiple of the grid size plus the arrivals at the
-// first barrier so far (it cannot complete before this block arrives), so
-// rounding down gives every block the same first target.
-__device__ __forceinline__ void grid_barrier_init(const u64* counter) {
-    if (thread_id() == 0) barrier_target() = (load_acquire(counter) / gridDim.x + 1) * gridDim.x;
+__device__ __forceinline__ u64 arrive_release(u64* p) {
+    u64 old;
+    asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(p) : "memory");
+    return old;
 }
 
 // A wait this long (2^24 polls of ~0.5 us each, several seconds) means a block will
@@ -260,14 +247,14 @@ __device__ __forceinline__ u64 global_timer_ns() {
 __device__ __forceinline__ void grid_barrier(u64* counter) {
     __syncthreads();
     if (thread_id() == 0) {
-        const u64 n = gridDim.x, target = barrier_target();
-        arrive_release(counter);
-        u64* clock = counter + 2 + 2 * ((target / n - 1) % STAGE_CLOCK_SLOTS);
+        const u64 n = gridDim.x;
+        const u64 number = arrive_release(counter) / n;
+        u64* clock = counter + 2 + 2 * (number % STAGE_CLOCK_SLOTS);
         if (STAGE_CLOCK) atomicMax(clock, global_timer_ns());
+        const u64 target = (number + 1) * n;
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
         if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
-        barrier_target() = target + n;
     }
     __syncthreads();
 }

@@ -155,7 +155,6 @@ inline float block_sum(float v, float* scratch) {
     __syncthreads();
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
-inline void grid_barrier_init(const u64*) {}
 inline void grid_barrier(u64* counter) {
     __syncthreads();
     if (threadIdx.x == 0) {
