@@ -336,6 +336,45 @@ def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     assert {r["system"] for r in results} == {"sleepy", "absent", "unasked", "llama.cpp"}
 
 
+class SteppedMeter:
+    """An energy counter that, like NVML's on an H100, advances in steps: 100 W
+    of draw, read in whole 1 J steps (one per 10 ms, longer than a timed run here)."""
+
+    method = "fake-stepped-counter"
+    watts, step_j = 100.0, 1.0
+
+    def read(self) -> float:
+        return self.step_j * int(self.watts * time.perf_counter() / self.step_j)
+
+    def start(self):
+        self._start = self.read()
+
+    def stop(self):
+        return self.read() - self._start
+
+
+def test_short_tests_take_energy_from_a_long_enough_window(monkeypatch):
+    """Timed runs of ~8 ms read 0 or one step of the counter; the energy comes
+    from a separate loop of ENERGY_WINDOW_S instead, and is right."""
+    from megadelta.bench import runner
+
+    monkeypatch.setattr(runner, "ENERGY_WINDOW_S", 0.5)
+    opts = Options(model=None, prompts=[4], gens=[], depths=[], repetitions=3, warmup=0,
+                   device=torch.device("cpu"), dtype=torch.float32)
+    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu")
+    ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=SteppedMeter(), energy_skipped=None,
+                     prompt=list(range(8)))
+    sleepy = SleepySystem()
+    monkeypatch.setattr(RunContext, "system_factories", lambda self, model_dir: [("sleepy", lambda: sleepy)])
+    pp = {r["test"]: r for r in ctx.measure_all(Path("unused"), opts.workloads(), Console(quiet=True))
+          if r["system"] == "sleepy"}["pp4"]
+    window = pp["energy_window"]
+    assert window["seconds"] >= 0.5 and sleepy.runs == 3 + window["runs"]
+    assert pp["avg_power_w"] == pytest.approx(100.0, rel=0.05)       # +-1 step of 1 J over >= 50 J
+    assert pp["joules_per_token"] == pytest.approx(window["joules"] / (4 * window["runs"]))
+    assert len(pp["joules"]) == 3                                      # the timed runs' own readings stay
+
+
 # ---- reports ----------------------------------------------------------------------
 
 def synthetic_doc() -> dict:
