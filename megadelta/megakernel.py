@@ -24,7 +24,7 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import STAGE_CLOCK_SLOTS, THREADS, check_supported
+from .kernels.codegen import STAGE_CLOCK_WORDS, THREADS, check_supported
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -170,7 +170,7 @@ class MegakernelBackend:
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
         # [arrival counter, where a barrier timeout is reported, stage clock ring (timing builds)]
-        self.barrier = torch.zeros(2 + 2 * STAGE_CLOCK_SLOTS, dtype=torch.int64, device=self.device)
+        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS, dtype=torch.int64, device=self.device)
         self.barrier[1] = self.progress.device_ptr
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

@@ -14,6 +14,7 @@
 #   3. megakernel timing against the floor, with the stage clock's breakdown
 #   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel alone
 #   5. every GPU test
+#   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
 # A failing stage is logged and the rest still run (a failed smoke check skips
 # the megakernel's own stages); the exit status is 1 if any stage failed.
 # $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown
@@ -69,5 +70,8 @@ deselect=()
 [ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
 timeout 600 python3 -m pytest -m gpu tests/gpu/test_prefill.py tests/gpu/test_megakernel.py -q -s -rs \
     --timeout 300 -p no:cacheprovider "${deselect[@]}" 2>&1 | tee "$OUT/pytest.log" || status=1
+
+log "6. fast prefill profile"
+run timeout 120 python3 -m megadelta.prefill.bench --lengths 128 520 --reps 10 --profile 520
 log "done, status $status"
 exit $status

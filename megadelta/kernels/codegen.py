@@ -17,8 +17,11 @@ DELTANET_COLUMN_TILE = 32
 # Threads per block and warps per block (kept in step with common.cuh).
 THREADS = 256
 WARPS = THREADS // 32
-# (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier (common.cuh).
+# (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
+# points inside a stage it times (common.cuh: STAGE_CLOCK_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
+STAGE_POINTS = ("issued", "input", "landed", "done")
+STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 2 * len(STAGE_POINTS) * STAGE_CLOCK_SLOTS
 
 
 class UnsupportedShapeError(ValueError):

@@ -230,11 +230,22 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 // barrier, the global-timer time the last block arrived and the time block 0
 // left, in a ring of STAGE_CLOCK_SLOTS (last, left) pairs after counter[2]
 // indexed by the barrier's number. Stage i's time is last[i] - left[i-1]; the
-// barrier's own latency is left[i] - last[i].
+// barrier's own latency is left[i] - last[i]. Inside a stage, each block also
+// times the StagePoints it passes from the moment it left the previous barrier;
+// per barrier and point the ring after the pairs holds the maximum over blocks
+// and the sum (the host divides by the grid).
 #ifndef STAGE_CLOCK
 #define STAGE_CLOCK 0
 #endif
 #define STAGE_CLOCK_SLOTS 512
+
+enum StagePoint {
+    POINT_ISSUED,   // the next stage's copies are issued
+    POINT_INPUT,    // the input vector is in shared memory
+    POINT_LANDED,   // this stage's staged weights have landed
+    POINT_DONE,     // every thread reached the barrier at the end of the stage
+    STAGE_POINTS
+};
 
 __device__ __forceinline__ u64 global_timer_ns() {
     u64 t;
@@ -242,10 +253,39 @@ __device__ __forceinline__ u64 global_timer_ns() {
     return t;
 }
 
+// When this block left its last barrier, that barrier's number, and the
+// barrier counter the ring follows (thread 0's).
+struct StageStart {
+    u64 time, number;
+    u64* counter;
+};
+__device__ __forceinline__ StageStart& stage_start() {
+    __shared__ StageStart start;
+    return start;
+}
+
+__device__ __forceinline__ void stage_point(StagePoint point) {
+    if (STAGE_CLOCK && thread_id() == 0) {
+        const StageStart& start = stage_start();
+        const u64 elapsed = global_timer_ns() - start.time;
+        u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
+                    + ((start.number + 1) % STAGE_CLOCK_SLOTS) * 2 * STAGE_POINTS + 2 * point;
+        atomicMax(slot, elapsed);
+        atomicAdd(slot + 1, elapsed);
+    }
+}
+
+// At launch: the first stage starts now, after barrier number counter / grid - 1.
+__device__ __forceinline__ void stage_clock_init(u64* counter) {
+    if (STAGE_CLOCK && thread_id() == 0)
+        stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter};
+}
+
 // counter[0] counts arrivals; counter[1] holds the host-mapped address the
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {
     __syncthreads();
+    stage_point(POINT_DONE);
     if (thread_id() == 0) {
         const u64 n = gridDim.x;
         const u64 number = arrive_release(counter) / n;
@@ -255,6 +295,7 @@ __device__ __forceinline__ void grid_barrier(u64* counter) {
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
         if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
+        if (STAGE_CLOCK) stage_start() = {global_timer_ns(), number, counter};
     }
     __syncthreads();
 }

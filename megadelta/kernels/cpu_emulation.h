@@ -155,6 +155,10 @@ inline float block_sum(float v, float* scratch) {
     __syncthreads();
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
+// STAGE_CLOCK builds are GPU-only (they read the global timer).
+enum StagePoint { POINT_ISSUED, POINT_INPUT, POINT_LANDED, POINT_DONE, STAGE_POINTS };
+inline void stage_point(StagePoint) {}
+inline void stage_clock_init(u64*) {}
 inline void grid_barrier(u64* counter) {
     __syncthreads();
     if (threadIdx.x == 0) {

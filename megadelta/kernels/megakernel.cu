@@ -98,6 +98,7 @@ __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const Params p) {
     Smem& s = block_smem();
+    stage_clock_init(p.barrier);
     init_pipeline(s.pipe);
     stage_layer_input(p, s, 0);
     int token = p.first_token;

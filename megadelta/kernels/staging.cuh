@@ -100,18 +100,21 @@ __device__ __forceinline__ void stage_matrix(Pipeline& pipe, unsigned staging_by
         pipe.next_on_top = !pipe.next_on_top;
         if (copy_bytes > 0) ++pipe.uses[st.end];
     }
+    stage_point(POINT_ISSUED);
 }
 
 // At the start of a weight stage, after it issued the next stage's copies and
 // wrote its input vector: wait until this stage's copies have landed, then for
 // every thread (the input vector and, before Hopper, each thread's copies).
 __device__ __forceinline__ void wait_staged(Pipeline& pipe, const Stage& st) {
+    stage_point(POINT_INPUT);
     if (BULK_COPY) {
         if (st.staged > 0) mbarrier_wait(&pipe.landed[st.end], st.parity);
     } else {
         async_wait_all_but_newest();
     }
     __syncthreads();
+    stage_point(POINT_LANDED);
 }
 
 // No copy may outlive the launch (the last step staged a next step that never runs).

@@ -24,7 +24,7 @@ from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
-from .codegen import STAGE_CLOCK_SLOTS
+from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINTS
 
 # The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
 LAYER_STAGES = {
@@ -65,8 +65,10 @@ def stage_names(config: ModelConfig) -> list[str]:
 
 
 def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int) -> dict:
-    """Microseconds per stage kind (summed over layers) and per barrier, from the
-    second step of a two-step greedy launch of the STAGE_CLOCK build."""
+    """Microseconds per stage kind (summed over layers), and when within their
+    stages the blocks passed each StagePoint (mean and slowest block, summed
+    over layers), from the second step of a two-step greedy launch of the
+    STAGE_CLOCK build."""
     backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=("-DSTAGE_CLOCK=1",))
     names = stage_names(config)
     state = backend.new_state(depth + 8)
@@ -74,19 +76,29 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     list(backend.decode_greedy(1, state, 2, set()))   # warm-up
     state.position = depth
     torch.cuda.synchronize()
+    backend.barrier[2:].zero_()
     first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
-    ring = backend.barrier[2:].view(STAGE_CLOCK_SLOTS, 2).cpu()
+    clock = backend.barrier[2:].cpu()
+    pairs = clock[:2 * STAGE_CLOCK_SLOTS].view(STAGE_CLOCK_SLOTS, 2)
+    points = clock[2 * STAGE_CLOCK_SLOTS:].view(STAGE_CLOCK_SLOTS, len(STAGE_POINTS), 2)
     slot = [(first + i) % STAGE_CLOCK_SLOTS for i in range(-1, len(names))]
-    last, left = ring[slot, 0].tolist(), ring[slot, 1].tolist()
+    last, left = pairs[slot, 0].tolist(), pairs[slot, 1].tolist()
     stages: dict[str, float] = {}
+    inside: dict[str, dict[str, list[float]]] = {}
     barrier_us = 0.0
     for i, name in enumerate(names, start=1):
         stages[name] = stages.get(name, 0.0) + (last[i] - left[i - 1]) / 1e3
         barrier_us += (left[i] - last[i]) / 1e3
+        per_point = inside.setdefault(name, {p: [0.0, 0.0] for p in STAGE_POINTS})
+        for k, point in enumerate(STAGE_POINTS):
+            slowest, total = points[slot[i], k].tolist()
+            per_point[point][0] += total / backend.grid / 1e3
+            per_point[point][1] += slowest / 1e3
     return {"depth": depth, "stage_us": stages, "barrier_latency_us": barrier_us,
-            "n_barriers": len(names), "step_us": (left[-1] - left[0]) / 1e3}
+            "n_barriers": len(names), "step_us": (left[-1] - left[0]) / 1e3,
+            "points_us_mean_max": inside}
 
 
 def main() -> None:
