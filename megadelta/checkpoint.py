@@ -372,7 +372,8 @@ SUCCESSOR_GAIN = 16.0
 
 
 def random_weights(config: ModelConfig, seed: int, confident: bool = False,
-                   dtype: torch.dtype = torch.bfloat16, progress: bool = False) -> dict[str, torch.Tensor]:
+                   dtype: torch.dtype = torch.bfloat16, progress: bool = False,
+                   device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Random weights shaped like a trained model's, a function of ``seed`` alone:
     each tensor has its own generator seeded from (seed, name), so a tensor does
     not change when other tensors or the vocabulary size do. Matrices come in
@@ -387,10 +388,11 @@ def random_weights(config: ModelConfig, seed: int, confident: bool = False,
     same long continuation, which never repeats its input token, so comparing
     their greedy tokens also checks how each feeds a token back. Only the
     embedding and the last layer's MLP differ from plain random weights; they
-    also depend on n and on which layer is last."""
+    also depend on n and on which layer is last. The tensors are drawn on the
+    CPU (the same values everywhere) and then moved to ``device``."""
     shapes = expected_shapes(config)
     successor = _successor_weights(config, seed, dtype) if confident else {}
-    return {name: successor[name] if name in successor else _random_tensor(name, shape, seed, config, dtype)
+    return {name: (successor[name] if name in successor else _random_tensor(name, shape, seed, config, dtype)).to(device)
             for name, shape in tqdm(shapes.items(), desc="random weights", unit="tensor",
                                     disable=not progress)}
 

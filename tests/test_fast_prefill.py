@@ -8,6 +8,7 @@ from megadelta.config import tiny_config
 from megadelta.model import Qwen35Model
 from megadelta.prefill import FastPrefill
 from megadelta.state import ContextLengthError
+from helpers import rel_err
 
 CONFIG = tiny_config()
 MAX_SEQ = 512
@@ -20,8 +21,6 @@ def models():
             FastPrefill(CONFIG, weights, "cpu", torch.float32, max_piece=100))
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
 def assert_same_state(fast_state, ref_state, tol=1e-4):

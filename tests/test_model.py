@@ -11,6 +11,7 @@ from megadelta.model import Qwen35Model
 from megadelta.ops.deltanet import (causal_conv1d, chunked_gated_delta_rule, l2_normalize,
                                     recurrent_gated_delta_rule)
 from megadelta.state import ContextLengthError
+from helpers import rel_err
 
 transformers = pytest.importorskip("transformers")
 
@@ -26,8 +27,6 @@ CONFIGS = {
 }
 
 
-def rel_err(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))

@@ -55,7 +55,7 @@ def main() -> int:
 
     device = torch.device("cuda")
     say(f"device {torch.cuda.get_device_name(device)}")
-    weights = {k: v.to(device) for k, v in random_weights(SMOKE_CONFIG, seed=int(time.time())).items()}
+    weights = random_weights(SMOKE_CONFIG, seed=int(time.time()), device=device)
     say("random weights ready")
     backend = MegakernelBackend(SMOKE_CONFIG, weights, device, prefill="reference")
     say(f"backend built: arch {backend.arch}, grid {backend.grid} blocks")

@@ -117,7 +117,7 @@ def main() -> None:
     device = torch.device("cuda")
     config = PRESETS[args.config]
     t0 = time.perf_counter()
-    weights = {k: v.to(device) for k, v in random_weights(config, seed=1).items()}
+    weights = random_weights(config, seed=1, device=device)
     backend = MegakernelBackend(config, weights, device, prefill="reference")
     setup_s = time.perf_counter() - t0
     bandwidth = read_bandwidth(device, GPU_SETUP.bandwidth_bytes)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = PRESETS[args.config]
-    weights = {k: v.cuda() for k, v in random_weights(config, seed=0).items()}
+    weights = random_weights(config, seed=0, device="cuda")
     fast = FastPrefill(config, weights, "cuda")
     state = SequenceState.empty(config, max(args.lengths), torch.bfloat16, "cuda")
     rate = gemm_rate()

@@ -17,6 +17,7 @@ import torch
 
 from megadelta.checkpoint import random_weights
 from megadelta.config import QWEN35_0_8B, QWEN35_2B, QWEN35_GROUPED_VALUE, ModelConfig
+from helpers import rel_err
 
 pytestmark = pytest.mark.gpu
 
@@ -25,9 +26,6 @@ STATE_TOL = 2e-2
 STEPS = 256
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.float(), b.float()
-    return float((a - b).norm() / b.norm())
 
 
 def shortened(config: ModelConfig, n_layers: int) -> ModelConfig:
@@ -45,7 +43,7 @@ class Pair:
 
         self.seed = random.randrange(1 << 30)
         start = time.perf_counter()
-        weights = {k: v.cuda() for k, v in random_weights(config, self.seed, confident=confident).items()}
+        weights = random_weights(config, self.seed, confident=confident, device="cuda")
         self.config = config
         self.kernel = MegakernelBackend(config, weights, "cuda", prefill="reference")
         self.ref = Qwen35Model(config, weights, dtype=torch.float32, device="cuda")

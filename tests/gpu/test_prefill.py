@@ -17,6 +17,7 @@ from megadelta.checkpoint import random_weights
 from megadelta.config import QWEN35_0_8B
 from megadelta.model import Qwen35Model
 from megadelta.prefill import FastPrefill, torch_ops
+from helpers import rel_err
 
 pytestmark = pytest.mark.gpu
 
@@ -28,16 +29,13 @@ LENGTHS = [1, 63, 64, 65, 520, 4000, 20000]
 MAX_SEQ = 20480
 
 
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.float(), b.float()
-    return float((a - b).norm() / b.norm())
 
 
 class Models:
     def __init__(self):
         self.seed = random.randrange(1 << 30)
         print(f"\nweights seed {self.seed} (confident)")
-        weights = {k: v.cuda() for k, v in random_weights(CONFIG, self.seed, confident=True).items()}
+        weights = random_weights(CONFIG, self.seed, confident=True, device="cuda")
         self.ref = Qwen35Model(CONFIG, weights, dtype=torch.float32, device="cuda")
         self.ref_bf16 = Qwen35Model(CONFIG, weights, dtype=torch.bfloat16, device="cuda")
         self.fast = FastPrefill(CONFIG, weights, "cuda")
