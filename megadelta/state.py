@@ -35,6 +35,8 @@ class SequenceState:
     v_cache: torch.Tensor
     position: int = 0
 
+    TENSORS = ("conv_state", "deltanet_state", "k_cache", "v_cache")   # the fields above, by name
+
     @classmethod
     def empty(cls, config: ModelConfig, max_seq_len: int, dtype: torch.dtype = torch.float32,
               device: torch.device | str = "cpu") -> "SequenceState":
@@ -67,7 +69,7 @@ class SequenceState:
         ``empty(config, self.max_seq_len, dtype)`` gives, lives on ``device`` and,
         if asked, is contiguous; ``user`` names what needs it, for the message."""
         expected = SequenceState.empty(config, self.max_seq_len, dtype, "meta")
-        for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+        for name in self.TENSORS:
             t, e = getattr(self, name), getattr(expected, name)
             if (t.shape != e.shape or t.dtype != e.dtype or t.device != device
                     or (contiguous and not t.is_contiguous())):
@@ -76,9 +78,16 @@ class SequenceState:
 
     def reset(self) -> None:
         """Forget the sequence; buffers are reused, so no allocation."""
-        for t in (self.conv_state, self.deltanet_state, self.k_cache, self.v_cache):
-            t.zero_()
+        for name in self.TENSORS:
+            getattr(self, name).zero_()
         self.position = 0
+
+    def copy_from(self, other: SequenceState) -> None:
+        """Take ``other``'s contents and position in place (converting dtype and
+        device: e.g. a float32 reference's state handed to a bf16 backend)."""
+        for name in self.TENSORS:
+            getattr(self, name).copy_(getattr(other, name))
+        self.position = other.position
 
     def clone(self) -> "SequenceState":
         return SequenceState(self.conv_state.clone(), self.deltanet_state.clone(),

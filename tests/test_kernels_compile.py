@@ -169,9 +169,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
 
     def state_from(rs):
         ks = SequenceState.empty(config, rs.max_seq_len, torch.bfloat16)
-        for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
-            getattr(ks, name).copy_(getattr(rs, name))
-        ks.position = rs.position
+        ks.copy_from(rs)
         return ks
 
     rs = ref.new_state(48)
@@ -180,7 +178,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     ks = state_from(rs)
     got, want = kernel.decode(token, ks), ref.decode(token, rs)
     assert float((got - want).norm() / want.norm()) < 2e-3
-    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+    for name in SequenceState.TENSORS:
         a, b = getattr(ks, name)[..., :rs.position, :] if "cache" in name else getattr(ks, name), \
             getattr(rs, name)[..., :rs.position, :] if "cache" in name else getattr(rs, name)
         assert float((a.float() - b).norm() / b.norm()) < 1e-2, name

@@ -10,7 +10,7 @@ from megadelta.config import ATTENTION, DELTANET, QWEN35_0_8B, tiny_config
 from megadelta.model import Qwen35Model
 from megadelta.ops.deltanet import (causal_conv1d, chunked_gated_delta_rule, l2_normalize,
                                     recurrent_gated_delta_rule)
-from megadelta.state import ContextLengthError
+from megadelta.state import ContextLengthError, SequenceState
 from helpers import rel_err
 
 transformers = pytest.importorskip("transformers")
@@ -87,7 +87,7 @@ def test_prefill_then_decode_equals_longer_prefill(checkpoint):
     last_whole = model.prefill(ids, whole)
     assert rel_err(last_split, last_whole) < 1e-5
     assert split.position == whole.position == len(ids)
-    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+    for name in SequenceState.TENSORS:
         assert rel_err(getattr(split, name), getattr(whole, name)) < 1e-5, name
 
 
@@ -101,7 +101,7 @@ def test_prefill_continues_a_state(checkpoint):
     whole = model.new_state(128)
     expected = model.prefill(ids, whole)
     assert rel_err(got, expected) < 1e-5
-    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
+    for name in SequenceState.TENSORS:
         assert rel_err(getattr(two_parts, name), getattr(whole, name)) < 1e-5, name
 
 

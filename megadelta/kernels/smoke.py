@@ -63,9 +63,7 @@ def main() -> int:
     ks, rs = backend.new_state(64), ref.new_state(64)
     prompt = [5, 17, 4000, 123]
     token = int(ref.prefill(prompt, rs).argmax())
-    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):   # decode alone is compared
-        getattr(ks, name).copy_(getattr(rs, name))
-    ks.position = rs.position
+    ks.copy_from(rs)   # decode alone is compared
     torch.cuda.synchronize()
     say("prefill done (float32 reference; its state handed to the kernel)")
 

@@ -68,9 +68,7 @@ def compare_decode(p: Pair, prompt_len: int, steps: int) -> None:
     max_seq = prompt_len + steps + 1
     ks, rs = p.kernel.new_state(max_seq), p.ref.new_state(max_seq)
     token = int(p.ref.prefill(p.prompt(prompt_len), rs).argmax())
-    for name in ("conv_state", "deltanet_state", "k_cache", "v_cache"):
-        getattr(ks, name).copy_(getattr(rs, name))
-    ks.position = rs.position
+    ks.copy_from(rs)
     worst = 0.0
     for step in range(steps):
         got, want = p.kernel.decode(token, ks), p.ref.decode(token, rs)
