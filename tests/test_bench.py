@@ -336,21 +336,12 @@ def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     assert {r["system"] for r in results} == {"sleepy", "absent", "unasked", "llama.cpp"}
 
 
-class SteppedMeter:
+class SteppedNvml(FakeNvml):
     """An energy counter that, like NVML's on an H100, advances in steps: 100 W
     of draw, read in whole 1 J steps (one per 10 ms, longer than a timed run here)."""
 
-    method = "fake-stepped-counter"
-    watts, step_j = 100.0, 1.0
-
-    def read(self) -> float:
-        return self.step_j * int(self.watts * time.perf_counter() / self.step_j)
-
-    def start(self):
-        self._start = self.read()
-
-    def stop(self):
-        return self.read() - self._start
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        return 1000 * int(self.watts * time.perf_counter())   # millijoules, in whole joules
 
 
 def test_short_tests_take_energy_from_a_long_enough_window(monkeypatch):
@@ -362,7 +353,8 @@ def test_short_tests_take_energy_from_a_long_enough_window(monkeypatch):
     opts = Options(model=None, prompts=[4], gens=[], depths=[], repetitions=3, warmup=0,
                    device=torch.device("cpu"), dtype=torch.float32)
     ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu")
-    ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=SteppedMeter(), energy_skipped=None,
+    ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=EnergyCounter(SteppedNvml(), handle=None),
+                     energy_skipped=None,
                      prompt=list(range(8)))
     sleepy = SleepySystem()
     monkeypatch.setattr(RunContext, "system_factories", lambda self, model_dir: [("sleepy", lambda: sleepy)])
