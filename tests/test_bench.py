@@ -354,8 +354,7 @@ def test_short_tests_take_energy_from_a_long_enough_window(monkeypatch):
                    device=torch.device("cpu"), dtype=torch.float32)
     ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu")
     ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=EnergyCounter(SteppedNvml(), handle=None),
-                     energy_skipped=None,
-                     prompt=list(range(8)))
+                     energy_skipped=None, prompt=list(range(8)))
     sleepy = SleepySystem()
     monkeypatch.setattr(RunContext, "system_factories", lambda self, model_dir: [("sleepy", lambda: sleepy)])
     pp = {r["test"]: r for r in ctx.measure_all(Path("unused"), opts.workloads(), Console(quiet=True))
