@@ -19,7 +19,7 @@ constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[H
 __device__ __forceinline__ void attention_project(const Params& p, const LayerWeights& L, const Stage& st,
                                                   Smem& s) {
     constexpr int R = RowsPerWarp<HIDDEN>::value;
-    matvec<HIDDEN, R>(st, L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+    matvec<HIDDEN, R>(st, L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R>(sums);
         if (lane_id() < R && row < ATTN_PROJ_ROWS) p.proj[row] = y;
@@ -46,15 +46,16 @@ __device__ __forceinline__ void norm_rope_warp(const float* raw, const float* sc
                                                float post_scale, float* out) {
     constexpr int PER_LANE = HEAD_DIM / 32;
     const int lane = lane_id();
-    float v[PER_LANE], ss = 0.0f;
+    float v[PER_LANE], w[PER_LANE], ss = 0.0f;
 #pragma unroll
     for (int e = 0; e < PER_LANE; ++e) {   // all loads first: one round trip
         v[e] = load_shared_f32(raw + lane + 32 * e);
+        w[e] = __ldg(scale + lane + 32 * e);
         ss += v[e] * v[e];
     }
     const float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + RMS_EPS);
 #pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) out[lane + 32 * e] = v[e] * inv * scale[lane + 32 * e];
+    for (int e = 0; e < PER_LANE; ++e) out[lane + 32 * e] = v[e] * inv * w[e];
     __syncwarp();
     constexpr int HALF = ROTARY_DIM / 2;
     for (int d = lane; d < HALF; d += 32) {
@@ -200,6 +201,7 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;
         const float* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
+        const float gate = load_shared_f32(p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d);   // in flight meanwhile
         float mx = NEG_INF;
         for (int c = lane; c < split.chunks; c += 32)
             mx = fmaxf(mx, load_shared_f32(base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE));
@@ -213,17 +215,8 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos) {
         }
         num = warp_sum(num);
         den = warp_sum(den);
-        if (lane == 0) {
-            const float gate = load_shared_f32(p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d);
-            p.mixer_out[o] = num / den * sigmoid(gate);
-        }
+        if (lane == 0) p.mixer_out[o] = num / den * sigmoid(gate);
     }
 }
 
-// Stage 4: o_proj from the staged W_out.
-__device__ __forceinline__ void attention_output(const Params& p, const LayerWeights& L, const Stage& st,
-                                                 Smem& s) {
-    load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    wait_staged(s.pipe, st);
-    project_and_add_residual<Q_SIZE>(p, st, L.w_out, s);
-}
+

@@ -101,7 +101,9 @@ def render_constants(c: ModelConfig) -> str:
         f"#define RMS_EPS {_float(c.rms_norm_eps)}",
         _int_array("LAYER_IS_ATTENTION", is_attention),
         _int_array("LAYER_SLOT", [slots[i] for i in range(c.num_hidden_layers)]),
-        f"__constant__ float ROPE_INV_FREQ[{c.rotary_dim // 2}] = "
+        # In global memory, not __constant__: each lane reads a different entry,
+        # which the constant cache would serve one address at a time.
+        f"__device__ const float ROPE_INV_FREQ[{c.rotary_dim // 2}] = "
         f"{{{', '.join(_float(f) for f in inv_frequencies(c))}}};",
         "",
     ]

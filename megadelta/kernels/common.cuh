@@ -62,10 +62,26 @@ __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
 // ---- loads ----------------------------------------------------------------
 // Weights never change during a launch: read them through the non-coherent
 // path without polluting L1 (each weight is used once per step).
+//
+// WEIGHT_L2_EVICT_FIRST: weights also enter L2 marked evict-first, so the 1.5 GB
+// streamed per step does not push out what is reused: activations, states, the
+// KV cache and the kernel's own instructions.
+#ifndef WEIGHT_L2_EVICT_FIRST
+#define WEIGHT_L2_EVICT_FIRST 1
+#endif
+__device__ __forceinline__ u64 weight_l2_policy() {
+    u64 policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    return policy;
+}
 __device__ __forceinline__ uint4 load_weight16(const void* p) {
     uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    if (WEIGHT_L2_EVICT_FIRST)
+        asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(weight_l2_policy()));
+    else
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
     return v;
 }
 
@@ -117,8 +133,14 @@ __device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
     } while (!done);
 }
 __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
+    if (WEIGHT_L2_EVICT_FIRST)
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                     " [%0], [%1], %2, [%3], %4;"
+                     :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)),
+                        "l"(weight_l2_policy()) : "memory");
+    else
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                     :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 #else   // before Hopper: staging uses cp.async alone and never calls these
@@ -136,10 +158,8 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 // torch.nn.functional.softplus with its default threshold of 20.
 __device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-// 8 bf16 weights (one 16-byte chunk) dotted with 8 consecutive floats.
-__device__ __forceinline__ float dot8(uint4 w, const float* x) {
-    const float4 a = *reinterpret_cast<const float4*>(x);
-    const float4 b = *reinterpret_cast<const float4*>(x + 4);
+// 8 bf16 weights (one 16-byte chunk) dotted with the floats a (first 4) and b (last 4).
+__device__ __forceinline__ float dot8(uint4 w, float4 a, float4 b) {
     float s = bf16_lo(w.x) * a.x;
     s = fmaf(bf16_hi(w.x), a.y, s);
     s = fmaf(bf16_lo(w.y), a.z, s);
@@ -151,19 +171,9 @@ __device__ __forceinline__ float dot8(uint4 w, const float* x) {
     return s;
 }
 
-// 8 floats (registers) dotted with 8 consecutive floats (16-byte aligned, shared memory).
-__device__ __forceinline__ float dot8_f32(const float* a, const float* x) {
-    const float4 b0 = *reinterpret_cast<const float4*>(x);
-    const float4 b1 = *reinterpret_cast<const float4*>(x + 4);
-    float s = a[0] * b0.x;
-    s = fmaf(a[1], b0.y, s);
-    s = fmaf(a[2], b0.z, s);
-    s = fmaf(a[3], b0.w, s);
-    s = fmaf(a[4], b1.x, s);
-    s = fmaf(a[5], b1.y, s);
-    s = fmaf(a[6], b1.z, s);
-    s = fmaf(a[7], b1.w, s);
-    return s;
+// ... with 8 consecutive floats (16-byte aligned).
+__device__ __forceinline__ float dot8(uint4 w, const float* x) {
+    return dot8(w, *reinterpret_cast<const float4*>(x), *reinterpret_cast<const float4*>(x + 4));
 }
 
 __device__ __forceinline__ void unpack8(uint4 w, float* out) {

@@ -34,9 +34,11 @@
 
 typedef unsigned short bf16_t;
 typedef unsigned long long u64;
+struct uint2 { unsigned x, y; };
 struct uint4 { unsigned x, y, z, w; };
 struct float4 { float x, y, z, w; };
 struct Index { unsigned x; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 struct EmulatedGrid {
     std::vector<std::barrier<>*> block_barriers;   // one per block
@@ -80,10 +82,18 @@ inline T exchange(std::vector<T>& slots, T v, int lane) {
 }
 inline float __shfl_xor_sync(unsigned, float v, int o) { return exchange(emulated_grid->exchange_f, v, lane_id() ^ o); }
 inline int __shfl_xor_sync(unsigned, int v, int o) { return exchange(emulated_grid->exchange_i, v, lane_id() ^ o); }
+inline float __shfl_sync(unsigned, float v, int src) { return exchange(emulated_grid->exchange_f, v, src); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 template <class T>
 inline T __ldcg(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(); }
+// Read-only data (weights): plain reads.
+template <class T>
+inline T __ldg(const T* p) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+}
 inline float4 __ldcg(const float4* p) {
     std::atomic_thread_fence(std::memory_order_acquire);
     float4 v;
@@ -139,6 +149,10 @@ inline float dot8(uint4 w, const float* x) {
     float s = v[0] * x[0];
     for (int i = 1; i < 8; ++i) s = fmaf(v[i], x[i], s);
     return s;
+}
+inline float dot8(uint4 w, float4 a, float4 b) {
+    const float x[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    return dot8(w, x);
 }
 inline float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

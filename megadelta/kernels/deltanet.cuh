@@ -12,23 +12,43 @@
 constexpr int DN_TILES = DN_VALUE_DIM / 32;                  // recurrence items per value head
 constexpr int DN_ITEMS = DN_VALUE_HEADS * DN_TILES;
 
-// Stage 1. s.vec holds the normed layer input; `st` is the block's staged share of W_in.
+// The conv inputs of a projection row below CONV_DIM: its CONV_KERNEL taps, then
+// the CONV_KERNEL - 1 previous inputs (the conv state).
+struct ConvRows {
+    static constexpr int N = 2 * CONV_KERNEL - 1;
+    const float* conv_w;       // this layer's [CONV_DIM, CONV_KERNEL]
+    float* conv_state;         // this layer's [CONV_DIM, CONV_KERNEL - 1]
+    __device__ __forceinline__ void load(int row, float (&in)[N]) const {
+        if (row >= CONV_DIM) return;
+#pragma unroll
+        for (int t = 0; t < CONV_KERNEL; ++t) in[t] = __ldg(conv_w + (size_t)row * CONV_KERNEL + t);
+#pragma unroll
+        for (int t = 0; t < CONV_KERNEL - 1; ++t) in[CONV_KERNEL + t] = load_shared_f32(conv_state + (size_t)row * (CONV_KERNEL - 1) + t);
+    }
+};
+
+__device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeights& L, int slot) {
+    return {L.conv_w, p.conv_state + (size_t)slot * CONV_DIM * (CONV_KERNEL - 1)};
+}
+
+// Stage 1. s.vec holds the normed layer input; `st` is the block's staged share
+// of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
 __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
-                                                 const Stage& st, Smem& s) {
+                                                 const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
     constexpr int R = RowsPerWarp<HIDDEN>::value;
-    float* conv_state = p.conv_state + (size_t)slot * CONV_DIM * (CONV_KERNEL - 1);
-    matvec<HIDDEN, R>(st, L.w_in, DN_PROJ_ROWS, s.vec, [=](int row0, const float* sums) {
+    const ConvRows conv = conv_rows(p, L, slot);
+    matvec<HIDDEN, R>(st, L.w_in, DN_PROJ_ROWS, s.vec, conv, conv_in,
+                      [=](int row0, const float* sums, const RowInputs<ConvRows::N>& in) {
         const int row = row0 + lane_id();
         float y = sum_of_lane<R>(sums);
         if (lane_id() >= R || row >= DN_PROJ_ROWS) return;
         if (row < CONV_DIM) {   // depthwise causal conv over (state..., y), then SiLU
-            float* past = conv_state + (size_t)row * (CONV_KERNEL - 1);
-            const float* w = L.conv_w + (size_t)row * CONV_KERNEL;
-            float acc = w[CONV_KERNEL - 1] * y;
+            float* past = conv.conv_state + (size_t)row * (CONV_KERNEL - 1);
+            float acc = in.v[CONV_KERNEL - 1] * y;
 #pragma unroll
-            for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(w[t], past[t], acc);
+            for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(in.v[t], in.v[CONV_KERNEL + t], acc);
 #pragma unroll
-            for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = past[t + 1];
+            for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = in.v[CONV_KERNEL + t + 1];
             past[CONV_KERNEL - 2] = y;
             y = silu(acc);
         }
@@ -120,39 +140,49 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     }
 }
 
-// out_proj and attention's o_proj end the same way: x += W . s.vec.
+// out_proj and attention's o_proj end the same way: x += W . s.vec. Each
+// output row reads its residual, fetched before the stage's input vector.
+struct ResidualRows {
+    static constexpr int N = 1;
+    const float* x;
+    __device__ __forceinline__ void load(int row, float (&in)[N]) const { in[0] = load_shared_f32(x + row); }
+};
+
+template <int K>
+__device__ __forceinline__ RowInputs<1> fetch_residual(const Params& p, const Stage& st) {
+    return fetch_row_inputs<RowsPerWarp<K>::value>(st, ResidualRows{p.x}, HIDDEN, 0);
+}
+
 template <int K>
 __device__ __forceinline__ void project_and_add_residual(const Params& p, const Stage& st, const bf16_t* W,
-                                                         Smem& s) {
+                                                         RowInputs<1> residual, Smem& s) {
     constexpr int R = RowsPerWarp<K>::value;
-    matvec<K, R>(st, W, HIDDEN, s.vec, [=](int row0, const float* sums) {
+    matvec<K, R>(st, W, HIDDEN, s.vec, ResidualRows{p.x}, residual,
+                 [=](int row0, const float* sums, const RowInputs<1>& in) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R>(sums);
-        if (lane_id() < R && row < HIDDEN) p.x[row] = load_shared_f32(p.x + row) + y;
+        if (lane_id() < R && row < HIDDEN) p.x[row] = in.v[0] + y;
     });
 }
 
-// Stage 3: the gated norm into s.vec, then out_proj from the staged W_out.
-__device__ __forceinline__ void deltanet_output(const Params& p, const LayerWeights& L, const Stage& st,
-                                                Smem& s) {
+// Stage 3, input: the gated norm of the recurrence output into s.vec.
+__device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32;
     const int lane = lane_id(), warp = warp_id();
     for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
-        float o[PER_LANE], z[PER_LANE], ss = 0.0f;
+        float o[PER_LANE], z[PER_LANE], w[PER_LANE], ss = 0.0f;
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {   // o and z in one round trip
+        for (int e = 0; e < PER_LANE; ++e) {   // o, z and the norm weight in one round trip
             o[e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
             z[e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
+            w[e] = __ldg(L.out_norm + lane + 32 * e);
         }
 #pragma unroll
         for (int e = 0; e < PER_LANE; ++e) ss += o[e] * o[e];
         const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {
-            const int j = lane + 32 * e;
-            s.vec[h * DN_VALUE_DIM + j] = L.out_norm[j] * o[e] * inv * silu(z[e]);
-        }
+        for (int e = 0; e < PER_LANE; ++e)
+            s.vec[vec_slot(h * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[e] * inv * silu(z[e]);
     }
-    wait_staged(s.pipe, st);
-    project_and_add_residual<VALUE_DIM>(p, st, L.w_out, s);
+    __syncthreads();
 }

@@ -12,14 +12,14 @@ __device__ __forceinline__ bool better(float v, int i, float best_v, int best_i)
     return v > best_v || (v == best_v && i < best_i);
 }
 
+// s.vec holds the final-normed x.
 __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, Smem& s) {
     constexpr int R = RowsPerWarp<HIDDEN>::value;
     const int lane = lane_id(), warp = warp_id();
-    load_rms_normed<HIDDEN>(p.x, p.final_norm, s.vec, s.scratch);
     wait_staged(s.pipe, st);
     float best_v = NEG_INF;
     int best_i = VOCAB;
-    matvec<HIDDEN, R>(st, p.embed, VOCAB, s.vec, [&](int row0, const float* sums) {
+    matvec<HIDDEN, R>(st, p.embed, VOCAB, s.vec, [&](int row0, const float* sums, const auto&) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const int row = row0 + r;

@@ -7,7 +7,8 @@
 // from the staging area when the block staged it, else straight from global
 // memory with LOADS_IN_FLIGHT independent 16-byte loads issued before the first use.
 // The R row sums are reduced with shuffles (every lane gets them) and handed to
-// `epi(row0, sums)`, which must ignore rows >= n_rows.
+// `epi(row0, sums, in)`, which must ignore rows >= n_rows; `in` holds the
+// row's inputs from global memory (RowInputs below).
 #pragma once
 #include "staging.cuh"
 
@@ -35,11 +36,82 @@ struct StagedWeights {
     __device__ __forceinline__ static uint4 load(const bf16_t* p) { return *reinterpret_cast<const uint4*>(p); }
 };
 
-// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . xs[...] for the R rows at W (rows
-// from `valid` on do not exist): all R x N loads first, then the math.
+// ---- the input vector ------------------------------------------------------
+// Lane l multiplies columns c*256 + 8l + [0, 8) of every 256-column chunk c (its
+// 16-byte weight chunk). In shared memory the vector is stored permuted, column
+// c*256 + 8l + 4h + j at c*256 + 128h + 4l + j, so those 8 floats are two float4s
+// that the 32 lanes read contiguously: 4 shared-memory wavefronts per 512 bytes,
+// where the natural order (32-byte lane stride) takes 8.
+__device__ __forceinline__ int vec_slot(int i) {
+    const int r = i & 255;
+    return (i & ~255) | ((r & 4) << 5) | ((r >> 3) << 2) | (r & 3);
+}
+
+// What a lane reads of the input vector. Up to K = 1024 (32 floats a lane) it is
+// read into registers once per stage and reused for every unit, so the shared
+// memory pipe only carries weights; longer vectors stay in shared memory.
+template <int K>
+struct InputVector {
+    static constexpr int CHUNKS = K / 256;
+    static constexpr bool IN_REGISTERS = K <= 1024;
+    const float4* xs;
+    float4 held[IN_REGISTERS ? 2 * CHUNKS : 1];
+
+    __device__ __forceinline__ explicit InputVector(const float* x) : xs(reinterpret_cast<const float4*>(x)) {
+        if constexpr (IN_REGISTERS) {
+#pragma unroll
+            for (int c = 0; c < CHUNKS; ++c) {
+                held[2 * c] = xs[c * 64 + lane_id()];
+                held[2 * c + 1] = xs[c * 64 + 32 + lane_id()];
+            }
+        }
+    }
+    // Chunk c's weights (this lane's 16 bytes) dotted with the matching 8 floats.
+    __device__ __forceinline__ float dot(uint4 w, int c) const {
+        if constexpr (IN_REGISTERS) return dot8(w, held[2 * c], held[2 * c + 1]);
+        else return dot8(w, xs[c * 64 + lane_id()], xs[c * 64 + 32 + lane_id()]);
+    }
+};
+
+// ---- per-row inputs of the epilogue ------------------------------------------
+// Some epilogues read global memory per output row (the conv state and weights,
+// the residual). Those loads are issued for a batch of the warp's units at once,
+// the first batch before the stage even loads its input vector, so their round
+// trip overlaps the stage's own instead of following each unit: lane l holds the
+// inputs of row l % R of the warp's (l / R)-th unit of the batch, and the
+// epilogue gets its row's inputs by shuffle. `Rows` says what to load:
+//   static constexpr int N;                              floats per row
+//   __device__ void load(int row, float (&in)[N]) const  (row < n_rows)
+template <int N>
+struct RowInputs {
+    float v[N > 0 ? N : 1];
+};
+
+struct NoRowInputs {
+    static constexpr int N = 0;
+    __device__ __forceinline__ void load(int, float (&)[1]) const {}
+};
+
+// The inputs of the warp's units [batch * 32/R, (batch + 1) * 32/R) of share st.
+template <int R, class Rows>
+__device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, const Rows& rows, int n_rows,
+                                                              int batch) {
+    static_assert(32 % R == 0, "a batch holds whole units");
+    RowInputs<Rows::N> in{};
+    if constexpr (Rows::N > 0) {
+        const int j = warp_id() + (batch * (32 / R) + lane_id() / R) * WARPS;
+        const int row = (st.unit0 + j) * R + lane_id() % R;
+        if (j < st.units && row < n_rows) rows.load(row, in.v);
+    }
+    return in;
+}
+
+// ---- the product -----------------------------------------------------------
+// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . x for the R rows at W (rows from
+// `valid` on do not exist): all R x N loads first, then the math.
 template <class Source, int K, int R, int N>
 __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int valid, int c0,
-                                                  const float* xs, float (&sums)[R]) {
+                                                  const InputVector<K>& x, float (&sums)[R]) {
     const int lane = lane_id();
     uint4 w[R][N];
 #pragma unroll
@@ -48,30 +120,34 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
         for (int g = 0; g < N; ++g)
             if (r < valid) w[r][g] = Source::load(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
 #pragma unroll
-    for (int g = 0; g < N; ++g) {
-        const float* x = xs + (c0 + g) * 256 + lane * 8;
+    for (int g = 0; g < N; ++g)
 #pragma unroll
         for (int r = 0; r < R; ++r)
-            if (r < valid) sums[r] += dot8(w[r][g], x);
-    }
+            if (r < valid) sums[r] += x.dot(w[r][g], c0 + g);
 }
 
 // The R row sums of one unit whose rows start at W.
 template <class Source, int K, int R>
-__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const float* xs,
+__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const InputVector<K>& x,
                                           float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
     constexpr int GROUP_MAX = LOADS_IN_FLIGHT / R > 1 ? LOADS_IN_FLIGHT / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
+    static_assert(!InputVector<K>::IN_REGISTERS || (FULL_GROUPS == 1 && TAIL == 0),
+                  "a vector held in registers is indexed by constants only");
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = 0.0f;
-    // Not unrolled: the compiler would hoist the next group's loads over this
-    // group's math and run out of registers.
+    if constexpr (FULL_GROUPS == 1) {
+        accumulate_chunks<Source, K, R, GROUP>(W, valid, 0, x, sums);
+    } else {
+        // Not unrolled: the compiler would hoist the next group's loads over this
+        // group's math and run out of registers.
 #pragma unroll 1
-    for (int group = 0; group < FULL_GROUPS; ++group)
-        accumulate_chunks<Source, K, R, GROUP>(W, valid, group * GROUP, xs, sums);
-    if constexpr (TAIL > 0) accumulate_chunks<Source, K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, xs, sums);
+        for (int group = 0; group < FULL_GROUPS; ++group)
+            accumulate_chunks<Source, K, R, GROUP>(W, valid, group * GROUP, x, sums);
+    }
+    if constexpr (TAIL > 0) accumulate_chunks<Source, K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, x, sums);
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
 }
@@ -87,25 +163,44 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
     return y;
 }
 
-// This block's share `st` of W . xs (st from stage_matrix<K, R> on the same W, n_rows).
-template <int K, int R, class Epilogue>
+// This block's share `st` of W . xs (st from stage_matrix<K, R> on the same W,
+// n_rows); `first` is fetch_row_inputs<R>(st, rows, n_rows, 0).
+template <int K, int R, class Rows, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict__ W, int n_rows,
-                                       const float* xs, Epilogue epi) {
+                                       const float* xs, const Rows& rows, RowInputs<Rows::N> first,
+                                       Epilogue epi) {
     static_assert(K % 256 == 0, "K must be a multiple of 256");
+    constexpr int BATCH = 32 / R;
+    const InputVector<K> x(xs);
     const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
+    RowInputs<Rows::N> batch = first;
+    int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
-    for (int j = warp_id(); j < st.units; j += WARPS) {
+    for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
+        if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<R>(st, rows, n_rows, k / BATCH);
         const int row0 = (st.unit0 + j) * R;
         const int valid = n_rows - row0;
         float sums[R];
         if (j < st.staged)
-            unit_sums<StagedWeights, K, R>(staged + (size_t)j * R * K, valid, xs, sums);
+            unit_sums<StagedWeights, K, R>(staged + (size_t)j * R * K, valid, x, sums);
         else
-            unit_sums<GlobalWeights, K, R>(W + (size_t)row0 * K, valid, xs, sums);
-        epi(row0, sums);
+            unit_sums<GlobalWeights, K, R>(W + (size_t)row0 * K, valid, x, sums);
+        RowInputs<Rows::N> in{};
+#pragma unroll
+        for (int i = 0; i < Rows::N; ++i)
+            in.v[i] = __shfl_sync(0xffffffffu, batch.v[i], (k % BATCH) * R + lane_id() % R);
+        epi(row0, sums, in);
     }
 }
 
+// The same without per-row inputs.
+template <int K, int R, class Epilogue>
+__device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict__ W, int n_rows,
+                                       const float* xs, Epilogue epi) {
+    matvec<K, R>(st, W, n_rows, xs, NoRowInputs{}, RowInputs<0>{}, epi);
+}
+
+// ---- moving vectors into shared memory -------------------------------------
 // Vectors written by other blocks reach shared memory with every load issued
 // before the first store: one L2 round trip per vector instead of one per
 // THREADS elements (a serial chain of up to 14 round trips at K = 3584).
@@ -116,47 +211,63 @@ struct VectorSlices {
     static constexpr int PER_THREAD = (N4 + THREADS - 1) / THREADS;
 };
 
-// Returns this thread's sum of squares of what it loaded.
+__device__ __forceinline__ float4 load4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+// Four bf16 (the embedding row) as floats.
+__device__ __forceinline__ float4 load4(const bf16_t* p) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
+}
+__device__ __forceinline__ float4 scale4(float4 v, float4 s, float k) {
+    return make_float4(v.x * s.x * k, v.y * s.y * k, v.z * s.z * k, v.w * s.w * k);
+}
+
+// xs (permuted, see vec_slot) = x * rsqrt(mean(x^2) + eps) * scale: the
+// zero-centred RMSNorm with scale = 1 + w folded in by the host. The scale is
+// loaded with x, in the same round trip. If `copy` is set, x also goes there.
+template <int K, class T>
+__device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, float* xs, float* scratch,
+                                                float* copy = nullptr) {
+    using V = VectorSlices<K>;
+    float4 v[V::PER_THREAD], w[V::PER_THREAD];
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) {
+            v[i] = load4(x + 4 * j);
+            w[i] = __ldg(reinterpret_cast<const float4*>(scale) + j);
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i)
+        if (thread_id() + i * THREADS < V::N4)
+            ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
+    const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) {
+            *reinterpret_cast<float4*>(xs + vec_slot(4 * j)) = scale4(v[i], w[i], inv);
+            if (copy != nullptr) reinterpret_cast<float4*>(copy)[j] = v[i];
+        }
+    }
+    __syncthreads();
+}
+
+// x (float, global, written by other blocks) -> shared memory (permuted), as it is.
 template <int K>
-__device__ __forceinline__ float load_vector_slices(const float* x, float* xs) {
+__device__ __forceinline__ void load_vector(const float* x, float* xs) {
     using V = VectorSlices<K>;
     float4 v[V::PER_THREAD];
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i) {
         const int j = thread_id() + i * THREADS;
-        if (j < V::N4) v[i] = __ldcg(reinterpret_cast<const float4*>(x) + j);
+        if (j < V::N4) v[i] = load4(x + 4 * j);
     }
-    float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i) {
         const int j = thread_id() + i * THREADS;
-        if (j < V::N4) {
-            reinterpret_cast<float4*>(xs)[j] = v[i];
-            ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
-        }
+        if (j < V::N4) *reinterpret_cast<float4*>(xs + vec_slot(4 * j)) = v[i];
     }
-    return ss;
-}
-
-// xs = x * rsqrt(mean(x^2) + eps) * scale, where x is already in shared memory
-// and `ss` is this thread's part of its sum of squares: the zero-centred RMSNorm
-// with scale = 1 + w folded in by the host.
-template <int K>
-__device__ __forceinline__ void rms_norm_in_place(float ss, const float* scale, float* xs, float* scratch) {
-    const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
-    for (int i = thread_id(); i < K; i += THREADS) xs[i] = xs[i] * inv * scale[i];
-    __syncthreads();
-}
-
-// x (float, global, written by other blocks) -> shared memory, RMS-normed.
-template <int K>
-__device__ __forceinline__ void load_rms_normed(const float* x, const float* scale, float* xs,
-                                                float* scratch) {
-    rms_norm_in_place<K>(load_vector_slices<K>(x, xs), scale, xs, scratch);
-}
-
-template <int K>
-__device__ __forceinline__ void load_vector(const float* x, float* xs) {
-    load_vector_slices<K>(x, xs);
     __syncthreads();
 }

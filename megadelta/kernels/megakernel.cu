@@ -14,23 +14,18 @@
 // row; block 0 also stores it as the residual stream.
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
                                                  int token, Smem& s) {
-    if (layer > 0) {
+    if (layer > 0)
         load_rms_normed<HIDDEN>(p.x, L.input_norm, s.vec, s.scratch);
-        return;
-    }
-    float ss = 0.0f;
-    for (int i = thread_id(); i < HIDDEN; i += THREADS) {
-        const float v = bf16_to_float(p.embed[(size_t)token * HIDDEN + i]);
-        if (blockIdx.x == 0) p.x[i] = v;
-        s.vec[i] = v;
-        ss += v * v;
-    }
-    rms_norm_in_place<HIDDEN>(ss, L.input_norm, s.vec, s.scratch);
+    else
+        load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch,
+                                blockIdx.x == 0 ? p.x : nullptr);
 }
 
 // The staged matrices, in the order the stages read them. Each weight stage
-// first issues the copies of the next one (staging.cuh), so one stage's weights
-// are always streaming in while another's are read.
+// first loads its input vector (and the per-row inputs of its epilogue), then
+// issues the copies of the next weight stage (staging.cuh), then computes: the
+// stage's own round trips go out before the next burst of copies, and one
+// stage's weights are always streaming in while another's are read.
 constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
 // The part of the output projection staged ahead (it streams 0.5 GB from
 // global memory anyway): small enough that the next step's first layer still fits.
@@ -41,24 +36,36 @@ __device__ __forceinline__ void stage_layer_input(const Params& p, Smem& s, int 
                                LAYER_IS_ATTENTION[layer] ? ATTN_PROJ_ROWS : DN_PROJ_ROWS);
 }
 
-__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int slot, 
+__device__ __forceinline__ void stage_gate_up(const Params& p, const LayerWeights& L, Smem& s) {
+    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
+}
+
+__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                Smem& s) {
+    const int slot = LAYER_SLOT[layer];
     const Stage w_in = s.pipe.pending;
+    const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
+    load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
     stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
     wait_staged(s.pipe, w_in);
-    deltanet_project(p, L, slot, w_in, s);
+    deltanet_project(p, L, slot, w_in, conv_in, s);
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
-    deltanet_output(p, L, w_out, s);
+    const RowInputs<1> residual = fetch_residual<VALUE_DIM>(p, w_out);
+    deltanet_gated_norm(p, L, s);
+    stage_gate_up(p, L, s);
+    wait_staged(s.pipe, w_out);
+    project_and_add_residual<VALUE_DIM>(p, w_out, L.w_out, residual, s);
 }
 
-__device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int slot, int pos,
-                                                Smem& s) {
+__device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
+                                                int pos, Smem& s) {
+    const int slot = LAYER_SLOT[layer];
     const Stage w_in = s.pipe.pending;
+    load_layer_input(p, L, layer, token, s);
     stage_matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
     wait_staged(s.pipe, w_in);
     attention_project(p, L, w_in, s);
@@ -68,25 +75,30 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     attention_combine(p, pos);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
-    attention_output(p, L, w_out, s);
+    const RowInputs<1> residual = fetch_residual<Q_SIZE>(p, w_out);
+    load_vector<Q_SIZE>(p.mixer_out, s.vec);
+    stage_gate_up(p, L, s);
+    wait_staged(s.pipe, w_out);
+    project_and_add_residual<Q_SIZE>(p, w_out, L.w_out, residual, s);
 }
 
 // After the mixer's residual add: the MLP, then the next layer's (or the output
 // projection's) weights are the ones streaming in.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, 
-                                          Smem& s) {
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, Smem& s) {
     grid_barrier(p.barrier);
     const Stage w_gate_up = s.pipe.pending;
+    load_rms_normed<HIDDEN>(p.x, L.post_norm, s.vec, s.scratch);
     stage_matrix<INTERMEDIATE, RowsPerWarp<INTERMEDIATE>::value>(s.pipe, staging_bytes(p), L.w_down, HIDDEN);
     mlp_up(p, L, w_gate_up, s);
     grid_barrier(p.barrier);
     const Stage w_down = s.pipe.pending;
+    const RowInputs<1> residual = fetch_residual<INTERMEDIATE>(p, w_down);
+    load_vector<INTERMEDIATE>(p.mlp_h, s.vec);
     if (layer + 1 == N_LAYERS)
         stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
     else
         stage_layer_input(p, s, layer + 1);
-    mlp_down(p, L, w_down, s);
+    mlp_down(p, L, w_down, residual, s);
     grid_barrier(p.barrier);
 }
 
@@ -106,14 +118,14 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
         const int pos = p.position + step;
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
-            load_layer_input(p, L, layer, token, s);
             if (LAYER_IS_ATTENTION[layer])
-                attention_layer(p, L, LAYER_SLOT[layer], pos, s);
+                attention_layer(p, L, layer, token, pos, s);
             else
-                deltanet_layer(p, L, LAYER_SLOT[layer], s);
+                deltanet_layer(p, L, layer, token, s);
             mlp_block(p, L, layer, s);
         }
         const Stage lm_head = s.pipe.pending;
+        load_rms_normed<HIDDEN>(p.x, p.final_norm, s.vec, s.scratch);
         stage_layer_input(p, s, 0);   // the next step's (unused after the last step)
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

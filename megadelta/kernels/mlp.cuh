@@ -11,12 +11,12 @@
 constexpr int UP_ROWS = RowsPerWarp<HIDDEN>::value < 2 ? 2 : RowsPerWarp<HIDDEN>::value;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
+// s.vec holds rmsnorm(x).
 __device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
     constexpr int R = UP_ROWS;
-    load_rms_normed<HIDDEN>(p.x, L.post_norm, s.vec, s.scratch);
     wait_staged(s.pipe, st);
     const bool lane0 = lane_id() == 0;
-    matvec<HIDDEN, R>(st, L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums) {
+    matvec<HIDDEN, R>(st, L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums, const auto&) {
         if (!lane0) return;
 #pragma unroll
         for (int r = 0; r < R; r += 2)
@@ -24,8 +24,9 @@ __device__ __forceinline__ void mlp_up(const Params& p, const LayerWeights& L, c
     });
 }
 
-__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, const Stage& st, Smem& s) {
-    load_vector<INTERMEDIATE>(p.mlp_h, s.vec);
+// s.vec holds h; `residual` is fetch_residual<INTERMEDIATE>(p, st).
+__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, const Stage& st,
+                                         RowInputs<1> residual, Smem& s) {
     wait_staged(s.pipe, st);
-    project_and_add_residual<INTERMEDIATE>(p, st, L.w_down, s);
+    project_and_add_residual<INTERMEDIATE>(p, st, L.w_down, residual, s);
 }

@@ -30,7 +30,7 @@ struct Stage {
 
 // The stage whose copies are in flight, which end the next one takes, and per
 // end an mbarrier and how many copies it has counted. Kept in shared memory
-// (Smem::pipe): every thread reads it after the barrier that follows an update.
+// (Smem::pipe): stage_matrix updates it between two block barriers.
 struct Pipeline {
     u64 landed[2];
     unsigned uses[2];
@@ -100,6 +100,7 @@ __device__ __forceinline__ void stage_matrix(Pipeline& pipe, unsigned staging_by
         pipe.next_on_top = !pipe.next_on_top;
         if (copy_bytes > 0) ++pipe.uses[st.end];
     }
+    __syncthreads();   // every thread sees the new `pipe` (a stage may read pipe.pending next)
     stage_point(POINT_ISSUED);
 }
 
