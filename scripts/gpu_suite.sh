@@ -4,8 +4,10 @@
 #
 #   scripts/device_wheels.sh                    # once, where PyPI is reachable
 #   OUT=/tmp/out MEGADELTA_COMMIT=$(git rev-parse HEAD) scripts/gpu_suite.sh
-#   SKIP_BENCH=1 scripts/gpu_suite.sh           # tests only
+#   SKIP_BENCH=1 scripts/gpu_suite.sh           # no benchmarks (stages 2 and 4)
+#   STEPS="1 5 6" scripts/gpu_suite.sh          # only these stages (a call has 10 minutes)
 #   BENCH_ARGS="-p 520 -n 128 -r 10" scripts/gpu_suite.sh
+#   TIMING_ARGS="--variant=-DPOSITIONS_IN_FLIGHT=2" scripts/gpu_suite.sh   # also time a build variant
 #
 # Stages, most wanted first (a lent machine may stop the call at its time limit;
 # what is under $OUT by then is kept):
@@ -15,6 +17,7 @@
 #   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel alone
 #   5. every GPU test
 #   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
+#   7. delta-rule kernel sweep: candidate tunings of the prefill's gated delta rule
 # A failing stage is logged and the rest still run (a failed smoke check skips
 # the megakernel's own stages); the exit status is 1 if any stage failed.
 # $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown
@@ -34,6 +37,8 @@ fi
 export PYTHONUNBUFFERED=1
 export MEGADELTA_CACHE=${MEGADELTA_CACHE:-/tmp/megadelta-cache}
 status=0
+STEPS=${STEPS:-1 2 3 4 5 6 7}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/suite.log"; }
 run() { "$@" 2>&1 | tee -a "$OUT/suite.log" || { status=1; log "FAILED: $*"; }; }
 bench() {
@@ -44,34 +49,46 @@ bench() {
 log "device"
 run nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm,clocks.mem --format=csv
 
-log "1. megakernel smoke check"
+log "1. megakernel smoke check (always: it gates the megakernel's stages)"
 megakernel_ok=1
 run timeout 120 python3 -m megadelta.kernels.smoke
 grep -q "^\[.*\] PASS$" "$OUT/suite.log" || { megakernel_ok=0; log "smoke check failed: megakernel stages skipped"; }
 systems=hf-transformers-eager
 [ "$megakernel_ok" = 1 ] && systems=megadelta-megakernel,$systems
 
-if [ -z "${SKIP_BENCH:-}" ]; then
+if [ -z "${SKIP_BENCH:-}" ] && want 2; then
     log "2. benchmark: $systems"
     bench 300 --systems "$systems" ${BENCH_ARGS:--p 128,520,2048,8192 -n 128 -r 10}
 fi
 
 if [ "$megakernel_ok" = 1 ]; then
-    log "3. megakernel timing vs the bandwidth floor"
-    run timeout 150 python3 -m megadelta.kernels.timing --stages --reps 5 --out /tmp/megadelta-timing.json
-    if [ -z "${SKIP_BENCH:-}" ]; then
+    if want 3; then
+        log "3. megakernel timing vs the bandwidth floor"
+        run timeout 200 python3 -m megadelta.kernels.timing --stages --reps 5 ${TIMING_ARGS:-} \
+            --out "$OUT/timing.json"
+    fi
+    if [ -z "${SKIP_BENCH:-}" ] && want 4; then
         log "4. long-context benchmark"
         bench 200 --systems megadelta-megakernel ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
     fi
 fi
 
-log "5. GPU tests"
-deselect=()
-[ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
-timeout 600 python3 -m pytest -m gpu tests/gpu/test_prefill.py tests/gpu/test_megakernel.py -q -s -rs \
-    --timeout 300 -p no:cacheprovider "${deselect[@]}" 2>&1 | tee "$OUT/pytest.log" || status=1
+if want 5; then
+    log "5. GPU tests"
+    deselect=()
+    [ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
+    timeout 600 python3 -m pytest -m gpu tests/gpu/test_prefill.py tests/gpu/test_megakernel.py -q -s -rs \
+        --timeout 300 -p no:cacheprovider "${deselect[@]}" 2>&1 | tee "$OUT/pytest.log" || status=1
+fi
 
-log "6. fast prefill profile"
-run timeout 120 python3 -m megadelta.prefill.bench --lengths 128 520 --reps 10 --profile 520
+if want 6; then
+    log "6. fast prefill profile"
+    run timeout 120 python3 -m megadelta.prefill.bench --lengths 128 520 --reps 10 --profile 520
+fi
+
+if want 7; then
+    log "7. delta-rule kernel sweep"
+    run timeout 240 python3 -m megadelta.prefill.tune_deltanet --out "$OUT/deltanet-tuning.json"
+fi
 log "done, status $status"
 exit $status

@@ -9,7 +9,9 @@
 #include "deltanet.cuh"
 
 #define MIN_POSITIONS_PER_CHUNK 32   // below this a chunk costs more in merging than it saves
+#ifndef POSITIONS_IN_FLIGHT
 #define POSITIONS_IN_FLIGHT 1        // positions a warp loads before using any (more spill in the fused kernel)
+#endif
 
 static_assert(QUERIES_PER_KV + 2 <= WARPS, "one warp per query head plus two for k and v");
 constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load

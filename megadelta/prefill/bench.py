@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", type=int, metavar="T", help="print the kernel-time table of one eager pp T")
-    parser.add_argument("--scan-block-v", type=int, nargs="+", metavar="BV",
-                        help="also time eager prefills with these value-column blocks in the delta-rule scan")
     args = parser.parse_args(argv)
 
     config = PRESETS[args.config]
@@ -81,27 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(device=torch.cuda.get_device_name(), gemm_flops=rate, rows=rows), f, indent=1)
-    if args.scan_block_v:
-        sweep_scan_block(fast, config, args.lengths, args.scan_block_v, args.reps)
     if args.profile:
         profile(fast, config, args.profile)
-
-
-def sweep_scan_block(fast: FastPrefill, config, lengths: list[int], widths: list[int], reps: int) -> None:
-    from . import triton_ops
-
-    default, graphs, fast.graphs = triton_ops.SCAN_BLOCK_V, fast.graphs, None
-    state = SequenceState.empty(config, max(lengths), torch.bfloat16, "cuda")
-    for n in lengths:
-        tokens = list(range(n))
-
-        def run():
-            state.position = 0
-            fast.prefill(tokens, state)
-        for width in widths:
-            triton_ops.SCAN_BLOCK_V = width
-            print(f"pp{n} eager, scan block {width}: {time_ms(run, reps):.3f} ms")
-    triton_ops.SCAN_BLOCK_V, fast.graphs = default, graphs
 
 
 def profile(fast: FastPrefill, config, n: int) -> None:

@@ -3,24 +3,39 @@
 Each public function has the signature and meaning of its namesake in
 ``torch_ops``; the GPU tests compare the two on random inputs.
 
-The gated delta rule runs in two kernels (chunks of C = 64 tokens):
+The gated delta rule runs in four kernels over chunks of C tokens; only the
+third is sequential, and it does no more than the recurrence needs:
 
-1. ``_deltanet_chunks_kernel``, one program per (chunk, value head), all in
-   parallel: causal conv + SiLU from the projection (and the previous conv
-   inputs for the first K-1 rows), q/k L2 norm, beta, g and the in-chunk
-   cumulative decay gamma, then the WY form of the chunk:
+1. ``_deltanet_conv_kernel``, one program per (R token rows, q/k/v head), all
+   in parallel: causal conv + SiLU from the projection (the first K-1 rows
+   also from the conv state, which the same programs then advance), L2 norm
+   of q and k. Stores q, K^T and V chunk-major.
+2. ``_deltanet_wy_kernel``, one program per (chunk, value head), all in
+   parallel: beta, g and the in-chunk cumulative decay gamma, then the WY form
    T = (I + A)^-1 with A[t,s] = beta_t e^(gamma_t-gamma_s) k_t.k_s (s < t),
-   W = T diag(beta e^gamma) K, U = T diag(beta) V, the masked decayed scores
-   P = (Q K^T) * e^(gamma_t-gamma_s) (s <= t), Qd = Q e^gamma, Kd = K e^(gamma_C-gamma).
-   The inverse: forward substitution inside the 16x16 diagonal blocks, then
-   the block-triangular remainder by a short Neumann series (nilpotent of
-   degree C/16), which keeps every step well conditioned.
-2. ``_deltanet_scan_kernel``, one program per (value head, block of value
-   columns): carries the float32 state S across chunks in registers:
-   V' = U - W S, O = Qd S + P V', S <- e^gamma_C S + Kd^T V'.
+   W = T diag(beta e^gamma) K, U = T diag(beta) V. The inverse: forward
+   substitution inside the 16x16 diagonal blocks, then the block-triangular
+   remainder by a short Neumann series (nilpotent of degree C/16), which keeps
+   every step well conditioned.
+3. ``_deltanet_state_kernel``, one program per (value head, block of value
+   columns): carries the float32 state S across the chunks in registers,
+   V' = U - W S, S <- e^gamma_C S + K^T diag(e^(gamma_C-gamma)) V', and stores
+   S at each chunk's start and V'. Its loads are software-pipelined, so the
+   next chunk's W and K arrive while this chunk's products run.
+4. ``_deltanet_output_kernel``, one program per (chunk, value head, block of
+   value columns), all in parallel: O = (Q e^gamma) S + P V' with the masked
+   decayed scores P = (Q K^T) * e^(gamma_t-gamma_s) (s <= t).
+
+Everything the state depends on stays float32 (tf32 products). Launch shapes
+(chunk size, rows and column blocks, warps, pipeline depth) are in
+``DeltaNetTuning``.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import triton
@@ -30,9 +45,7 @@ from torch import Tensor
 from ..config import ModelConfig
 from .weights import DeltaNetWeights
 
-CHUNK = 64            # tokens per delta-rule chunk
-SUB_BLOCK = 16        # diagonal block solved by forward substitution
-SCAN_BLOCK_V = 32     # value columns per scan program
+SUB_BLOCK = 16        # diagonal block of the chunk's triangular system, solved by forward substitution
 # tf32 tensor-core products: ~1e-3 relative error per product, well inside the
 # bf16 noise of the projections around them.
 DOT_PRECISION = "tf32"
@@ -146,27 +159,127 @@ def qk_norm_rope(x: Tensor, weight: Tensor, eps: float, cos: Tensor, sin: Tensor
 
 # ---- the gated delta rule -------------------------------------------------
 
+@dataclass(frozen=True)
+class DeltaNetTuning:
+    """Launch shape of the delta-rule kernels (``deltanet`` reads ``TUNING``);
+    ``python -m megadelta.prefill.tune_deltanet`` times candidates against each other.
+    Every size is a power of two, at least 16."""
+    chunk: int = 64               # tokens per chunk
+    conv_rows: int = 16           # token rows per conv program (at most ``chunk``)
+    conv_warps: int = 4
+    wy_block: int = 32            # columns of W and U per product in the WY kernel: fewer live registers
+    wy_warps: int = 4
+    state_block_v: int = 16       # value columns per state-pass program: more programs, but each
+                                  # reads the chunk's whole W and K
+    state_warps: int = 4
+    state_stages: int = 3         # software-pipeline depth of the state pass: at 3 the next chunk's
+                                  # loads are in flight during this chunk's products (at 2 Triton 3.6
+                                  # issues them only after the products; 1: no prefetch)
+    output_block_v: int = 64      # value columns per output program
+    output_warps: int = 4
+
+    def __post_init__(self):
+        for name in ("chunk", "conv_rows", "wy_block", "state_block_v", "output_block_v"):
+            size = getattr(self, name)
+            if size < 16 or size & (size - 1):
+                raise ValueError(f"DeltaNetTuning.{name} must be a power of two >= 16, got {size}")
+        if self.conv_rows > self.chunk:
+            raise ValueError(f"DeltaNetTuning.conv_rows ({self.conv_rows}) must not exceed chunk ({self.chunk})")
+        for name in ("conv_warps", "wy_warps", "state_warps", "output_warps"):
+            warps = getattr(self, name)
+            if warps < 1 or warps > 32 or warps & (warps - 1):
+                raise ValueError(f"DeltaNetTuning.{name} must be a power of two in [1, 32], got {warps}")
+        if self.state_stages < 1:
+            raise ValueError(f"DeltaNetTuning.state_stages must be >= 1, got {self.state_stages}")
+
+
+TUNING = DeltaNetTuning()
+
+
 @triton.jit
-def _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len, channels, first_chunk,
-               C: tl.constexpr, D: tl.constexpr, KW: tl.constexpr):
-    """silu(causal depthwise conv) at token rows [C] for channels [D]; inputs
-    before the prompt come from the conv state (the last KW-1 inputs)."""
-    acc = tl.zeros((C, D), dtype=tl.float32)
+def _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len, channels, first_rows,
+               R: tl.constexpr, D: tl.constexpr, KW: tl.constexpr, KW_TAIL: tl.constexpr):
+    """silu(causal depthwise conv) at token rows [R] for channels [D]; inputs
+    before the prompt come from the conv state (the last KW-1 inputs). Rows
+    past the prompt are 0. ``first_rows``: ``rows`` starts at token 0; that
+    program alone reads these channels' conv state, and then advances it."""
+    acc = tl.zeros((R, D), dtype=tl.float32)
     for j in tl.static_range(KW):
         src = rows - (KW - 1) + j
         x = tl.load(proj_ptr + src[:, None] * proj_stride + channels[None, :],
                     mask=((src >= 0) & (src < seq_len))[:, None], other=0.0).to(tl.float32)
         acc += x * tl.load(conv_w_ptr + channels * KW + j)[None, :]
-    if first_chunk:
+    if first_rows:
         # rows r < KW-1 also see the state: taps j < KW-1-r read state column r+j
-        i = tl.arange(0, C)[:, None]
+        i = tl.arange(0, R)[:, None]
         for r in tl.static_range(KW - 1):
             from_state = tl.zeros((D,), dtype=tl.float32)
             for j in tl.static_range(KW - 1 - r):
                 from_state += (tl.load(conv_w_ptr + channels * KW + j)
                                * tl.load(conv_state_ptr + channels * (KW - 1) + r + j))
             acc += tl.where(i == r, from_state[None, :], 0.0)
-    return acc * tl.sigmoid(acc)
+        _advance_conv_state(proj_ptr, proj_stride, conv_state_ptr, channels, seq_len, KW, KW_TAIL)
+    return tl.where((rows < seq_len)[:, None], acc * tl.sigmoid(acc), 0.0)
+
+
+@triton.jit
+def _advance_conv_state(proj_ptr, proj_stride, conv_state_ptr, channels, seq_len,
+                        KW: tl.constexpr, KW_TAIL: tl.constexpr):
+    """conv state [channels, KW-1] <- the last KW-1 conv inputs, the older ones
+    from the state itself when the prompt is shorter than KW-1. KW_TAIL: KW-1
+    rounded up to a power of two."""
+    j = tl.arange(0, KW_TAIL)[None, :]
+    src = seq_len - (KW - 1) + j
+    state = conv_state_ptr + channels[:, None] * (KW - 1)
+    from_proj = tl.load(proj_ptr + src * proj_stride + channels[:, None], mask=(src >= 0) & (j < KW - 1),
+                        other=0.0).to(tl.float32)
+    from_state = tl.load(state + src + (KW - 1), mask=(src < 0) & (j < KW - 1), other=0.0)
+    tl.debug_barrier()   # every thread has read the old state
+    tl.store(state + j, tl.where(src >= 0, from_proj, from_state), mask=j < KW - 1)
+
+
+@triton.jit
+def _deltanet_conv_kernel(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, q_ptr, k_t_ptr, v_ptr,
+                          seq_len, n_chunks, q_scale,
+                          KEY_HEADS: tl.constexpr, KEY_DIM: tl.constexpr, C: tl.constexpr, R: tl.constexpr,
+                          DK: tl.constexpr, DV: tl.constexpr, KW: tl.constexpr, KW_TAIL: tl.constexpr):
+    """Conv + SiLU of R token rows (inside one chunk) for one head's channels:
+    q (L2-normalised and scaled), K^T (L2-normalised) or V. Rows past the
+    prompt, to the end of the last chunk, are written as 0."""
+    rows = tl.program_id(0) * R + tl.arange(0, R)
+    head = tl.program_id(1)   # q heads, then k heads, then v heads: the order of the conv channels
+    n_rows = n_chunks * C
+    first_rows = tl.program_id(0) == 0
+    if head < 2 * KEY_HEADS:
+        dk = tl.arange(0, DK)
+        x = _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len, head * DK + dk,
+                       first_rows, R, DK, KW, KW_TAIL)
+        x *= tl.rsqrt(tl.sum(x * x, axis=1) + 1e-6)[:, None]
+        if head < KEY_HEADS:
+            tl.store(q_ptr + (head * n_rows + rows)[:, None] * DK + dk[None, :], x * q_scale)
+        else:
+            # K^T per chunk: the state pass reads it as the A operand of a tf32 product
+            chunk_start = (head - KEY_HEADS) * n_rows + rows // C * C
+            tl.store(k_t_ptr + chunk_start[:, None] * DK + dk[None, :] * C + (rows % C)[:, None], x)
+    else:
+        vh = head - 2 * KEY_HEADS
+        dv = tl.arange(0, DV)
+        x = _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len,
+                       2 * KEY_DIM + vh * DV + dv, first_rows, R, DV, KW, KW_TAIL)
+        tl.store(v_ptr + (vh * n_rows + rows)[:, None] * DV + dv[None, :], x)
+
+
+@triton.jit
+def _beta_gamma(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, rows, valid, h,
+                B_COL: tl.constexpr, A_COL: tl.constexpr):
+    """beta = sigmoid(b) and gamma, the in-chunk cumulative sum of the log decay
+    g = -e^A_log softplus(a + dt_bias), for value head h; past the prompt beta = g = 0."""
+    b = tl.load(proj_ptr + rows * proj_stride + B_COL + h, mask=valid, other=0.0).to(tl.float32)
+    a = tl.load(proj_ptr + rows * proj_stride + A_COL + h, mask=valid, other=0.0).to(tl.float32)
+    a += tl.load(dt_bias_ptr + h)
+    softplus = tl.where(a > 20.0, a, tl.log(1.0 + tl.exp(tl.minimum(a, 20.0))))
+    g = tl.where(valid, -tl.exp(tl.load(a_log_ptr + h)) * softplus, 0.0)
+    return tl.where(valid, tl.sigmoid(b), 0.0), tl.cumsum(g, axis=0)
 
 
 @triton.jit
@@ -208,125 +321,248 @@ def _unit_lower_inverse(a, scratch_ptr, C: tl.constexpr, SUB: tl.constexpr, LOG2
 
 
 @triton.jit
-def _deltanet_chunks_kernel(
-        proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, a_log_ptr, dt_bias_ptr,
-        qd_ptr, kd_ptr, w_ptr, u_ptr, p_ptr, decay_ptr, scratch_ptr,
-        seq_len, n_chunks, q_scale,
-        KEY_DIM: tl.constexpr, B_COL: tl.constexpr, A_COL: tl.constexpr, HEADS_PER_KEY: tl.constexpr,
-        C: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, KW: tl.constexpr,
-        SUB: tl.constexpr, LOG2_BLOCKS: tl.constexpr, DOT: tl.constexpr):
-    n = tl.program_id(0)
-    h = tl.program_id(1)
-    kh = h // HEADS_PER_KEY
+def _store_left_product(t_inv, x_ptr, x_row_stride, x_col_stride, row_scale, out_ptr,
+                        C: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr, DOT: tl.constexpr):
+    """out [C, D] (row-major) = t_inv diag(row_scale) x, BLOCK columns at a
+    time, so that only [C, BLOCK] tiles are live."""
     i = tl.arange(0, C)
-    rows = n * C + i
-    valid = rows < seq_len
-    dk = tl.arange(0, DK)
-    dv = tl.arange(0, DV)
-
-    # Stages are ordered so that few [C, D] tiles are live at once (registers).
-    # Padded rows (past the prompt) get k = q = v = beta = g = 0: they change nothing.
-    k = _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len,
-                   KEY_DIM + kh * DK + dk, n == 0, C, DK, KW)
-    k = tl.where(valid[:, None], k * tl.rsqrt(tl.sum(k * k, axis=1) + 1e-6)[:, None], 0.0)
-    b = tl.load(proj_ptr + rows * proj_stride + B_COL + h, mask=valid, other=0.0).to(tl.float32)
-    a = tl.load(proj_ptr + rows * proj_stride + A_COL + h, mask=valid, other=0.0).to(tl.float32)
-    beta = tl.where(valid, tl.sigmoid(b), 0.0)
-    a += tl.load(dt_bias_ptr + h)
-    softplus = tl.where(a > 20.0, a, tl.log(1.0 + tl.exp(tl.minimum(a, 20.0))))
-    g = tl.where(valid, -tl.exp(tl.load(a_log_ptr + h)) * softplus, 0.0)
-    gamma = tl.cumsum(g, axis=0)
-    gamma_end = tl.sum(tl.where(i == C - 1, gamma, 0.0), axis=0)
-    causal = i[:, None] >= i[None, :]
-    decay = tl.exp(tl.where(causal, gamma[:, None] - gamma[None, :], float("-inf")))
-    block = h * n_chunks + n
-    tile_k = block * C * DK + i[:, None] * DK + dk[None, :]
-
-    kk = tl.dot(k, tl.trans(k), input_precision=DOT)
-    a_sys = tl.where(i[:, None] > i[None, :], kk * decay * beta[:, None], 0.0)
-    t_inv = _unit_lower_inverse(a_sys, scratch_ptr + block * C * C, C, SUB, LOG2_BLOCKS, DOT)
-    tl.store(w_ptr + tile_k, tl.dot(t_inv, k * (beta * tl.exp(gamma))[:, None], input_precision=DOT))
-    tl.store(kd_ptr + tile_k, k * tl.exp(gamma_end - gamma)[:, None])
-
-    q = _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len, kh * DK + dk, n == 0, C, DK, KW)
-    q = tl.where(valid[:, None], q * tl.rsqrt(tl.sum(q * q, axis=1) + 1e-6)[:, None] * q_scale, 0.0)
-    scores = tl.dot(q, tl.trans(k), input_precision=DOT) * decay
-    tl.store(p_ptr + block * C * C + i[:, None] * C + i[None, :], scores)
-    tl.store(qd_ptr + tile_k, q * tl.exp(gamma)[:, None])
-
-    v = _conv_silu(proj_ptr, proj_stride, conv_state_ptr, conv_w_ptr, rows, seq_len,
-                   2 * KEY_DIM + h * DV + dv, n == 0, C, DV, KW)
-    v = tl.where(valid[:, None], v, 0.0)
-    u = tl.dot(t_inv, v * beta[:, None], input_precision=DOT)
-    tl.store(u_ptr + block * C * DV + i[:, None] * DV + dv[None, :], u)
-    tl.store(decay_ptr + block, tl.exp(gamma_end))
+    for j in tl.static_range(D // BLOCK):
+        cols = j * BLOCK + tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + i[:, None] * x_row_stride + cols[None, :] * x_col_stride)
+        tl.store(out_ptr + i[:, None] * D + cols[None, :],
+                 tl.dot(t_inv, x * row_scale[:, None], input_precision=DOT))
 
 
 @triton.jit
-def _deltanet_scan_kernel(qd_ptr, kd_ptr, w_ptr, u_ptr, p_ptr, decay_ptr, state_ptr, out_ptr,
-                          seq_len, n_chunks,
-                          HEADS: tl.constexpr, C: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
-                          BV: tl.constexpr, DOT: tl.constexpr):
+def _deltanet_wy_kernel(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, k_t_ptr, v_ptr,
+                        w_ptr, u_ptr, gamma_ptr, scratch_ptr, seq_len, n_chunks,
+                        B_COL: tl.constexpr, A_COL: tl.constexpr, HEADS_PER_KEY: tl.constexpr,
+                        C: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BLOCK: tl.constexpr,
+                        SUB: tl.constexpr, LOG2_BLOCKS: tl.constexpr, DOT: tl.constexpr):
+    """The WY form of one chunk of one value head: gamma, then T = (I + A)^-1,
+    W = T diag(beta e^gamma) K and U = T diag(beta) V."""
+    n = tl.program_id(0)
+    h = tl.program_id(1)
+    block = h * n_chunks + n
+    i = tl.arange(0, C)
+    rows = n * C + i
+    beta, gamma = _beta_gamma(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, rows, rows < seq_len, h, B_COL, A_COL)
+    tl.store(gamma_ptr + block * C + i, gamma)
+    k_t_chunk = k_t_ptr + ((h // HEADS_PER_KEY) * n_chunks + n) * DK * C
+    k_t = tl.load(k_t_chunk + tl.arange(0, DK)[:, None] * C + i[None, :])
+    decay = tl.exp(tl.where(i[:, None] > i[None, :], gamma[:, None] - gamma[None, :], float("-inf")))
+    a = tl.dot(tl.trans(k_t), k_t, input_precision=DOT) * decay * beta[:, None]
+    t_inv = _unit_lower_inverse(a, scratch_ptr + block * C * C, C, SUB, LOG2_BLOCKS, DOT)
+    # K is read again by column blocks rather than kept live through the inverse
+    _store_left_product(t_inv, k_t_chunk, 1, C, beta * tl.exp(gamma), w_ptr + block * C * DK, C, DK, BLOCK, DOT)
+    _store_left_product(t_inv, v_ptr + block * C * DV, DV, 1, beta, u_ptr + block * C * DV, C, DV, BLOCK, DOT)
+
+
+@triton.jit
+def _deltanet_state_kernel(k_t_ptr, w_ptr, u_ptr, gamma_ptr, state_ptr, chunk_state_ptr, v_new_ptr, n_chunks,
+                           HEADS_PER_KEY: tl.constexpr, C: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr,
+                           BV: tl.constexpr, DOT: tl.constexpr):
+    """The one sequential pass: carries the float32 state S of one value head,
+    columns [BV], across the chunks; stores S at each chunk's start and V' = U - W S."""
     h = tl.program_id(0)
     cols = tl.program_id(1) * BV + tl.arange(0, BV)
     i = tl.arange(0, C)
     dk = tl.arange(0, DK)
-    state_ptrs = state_ptr + h * DK * DV + dk[:, None] * DV + cols[None, :]
-    s = tl.load(state_ptrs)
-    for n in tl.range(0, n_chunks):
+    state_tile = dk[:, None] * DV + cols[None, :]
+    s = tl.load(state_ptr + h * DK * DV + state_tile)
+    for n in tl.range(0, n_chunks):   # software-pipelined (num_stages): loads run ahead of the products
         block = h * n_chunks + n
         w = tl.load(w_ptr + block * C * DK + i[:, None] * DK + dk[None, :])
+        k_t = tl.load(k_t_ptr + ((h // HEADS_PER_KEY) * n_chunks + n) * DK * C + dk[:, None] * C + i[None, :])
         u = tl.load(u_ptr + block * C * DV + i[:, None] * DV + cols[None, :])
+        gamma = tl.load(gamma_ptr + block * C + i)
+        gamma_end = tl.load(gamma_ptr + block * C + C - 1)
+        tl.store(chunk_state_ptr + block * DK * DV + state_tile, s)
         v_new = u - tl.dot(w, s, input_precision=DOT)
-        qd = tl.load(qd_ptr + block * C * DK + i[:, None] * DK + dk[None, :])
-        p = tl.load(p_ptr + block * C * C + i[:, None] * C + i[None, :])
-        o = tl.dot(qd, s, input_precision=DOT) + tl.dot(p, v_new, input_precision=DOT)
-        rows = n * C + i
-        tl.store(out_ptr + rows[:, None] * (HEADS * DV) + h * DV + cols[None, :], o,
-                 mask=(rows < seq_len)[:, None])
-        kd = tl.load(kd_ptr + block * C * DK + i[:, None] * DK + dk[None, :])
-        s = s * tl.load(decay_ptr + block) + tl.dot(tl.trans(kd), v_new, input_precision=DOT)
-    tl.store(state_ptrs, s)
+        tl.store(v_new_ptr + block * C * DV + i[:, None] * DV + cols[None, :], v_new)
+        # S <- e^gamma_C S + K^T diag(e^(gamma_C - gamma)) V': the decay scales V', so K is read as stored
+        s = s * tl.exp(gamma_end) + tl.dot(k_t, v_new * tl.exp(gamma_end - gamma)[:, None], input_precision=DOT)
+    tl.store(state_ptr + h * DK * DV + state_tile, s)
+
+
+@triton.jit
+def _deltanet_output_kernel(q_ptr, k_t_ptr, gamma_ptr, chunk_state_ptr, v_new_ptr, out_ptr, seq_len, n_chunks,
+                            HEADS: tl.constexpr, HEADS_PER_KEY: tl.constexpr, C: tl.constexpr,
+                            DK: tl.constexpr, DV: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr):
+    """O = (Q e^gamma) S + P V' for one chunk, value head and block of value
+    columns, with P = (Q K^T) * e^(gamma_t - gamma_s) (s <= t); all in parallel."""
+    cols = tl.program_id(0) * BV + tl.arange(0, BV)   # fastest: programs sharing q and K run together
+    n = tl.program_id(1)
+    h = tl.program_id(2)
+    block = h * n_chunks + n
+    key_block = (h // HEADS_PER_KEY) * n_chunks + n
+    i = tl.arange(0, C)
+    dk = tl.arange(0, DK)
+    q = tl.load(q_ptr + key_block * C * DK + i[:, None] * DK + dk[None, :])
+    k_t = tl.load(k_t_ptr + key_block * DK * C + dk[:, None] * C + i[None, :])
+    gamma = tl.load(gamma_ptr + block * C + i)
+    decay = tl.exp(tl.where(i[:, None] >= i[None, :], gamma[:, None] - gamma[None, :], float("-inf")))
+    scores = tl.dot(q, k_t, input_precision=DOT) * decay
+    s = tl.load(chunk_state_ptr + block * DK * DV + dk[:, None] * DV + cols[None, :])
+    v_new = tl.load(v_new_ptr + block * C * DV + i[:, None] * DV + cols[None, :])
+    # diag(e^gamma) (Q S) rather than (Q e^gamma) S: both products read the same q
+    o = (tl.dot(q, s, input_precision=DOT) * tl.exp(gamma)[:, None]
+         + tl.dot(scores, v_new, input_precision=DOT))
+    rows = n * C + i
+    tl.store(out_ptr + rows[:, None] * (HEADS * DV) + h * DV + cols[None, :], o, mask=(rows < seq_len)[:, None])
+
+
+class _ChunkForms(NamedTuple):
+    """What the passes over the chunks read, float32, chunk-major; q and K per
+    key head, the rest per value head."""
+    q: Tensor          # [Hk, N, C, Dk], L2-normalised and scaled
+    k_t: Tensor        # [Hk, N, Dk, C], L2-normalised
+    w: Tensor          # [Hv, N, C, Dk]
+    u: Tensor          # [Hv, N, C, Dv]
+    gamma: Tensor      # [Hv, N, C]
 
 
 def deltanet(proj: Tensor, conv_state: Tensor, deltanet_state: Tensor, w: DeltaNetWeights,
              c: ModelConfig) -> Tensor:
-    seq_len = proj.shape[0]
-    hv, dk, dv = c.linear_num_value_heads, c.linear_key_head_dim, c.linear_value_head_dim
-    _check_power_of_two(key_head_dim=dk, value_head_dim=dv)
+    _check_power_of_two(key_head_dim=c.linear_key_head_dim, value_head_dim=c.linear_value_head_dim)
     assert proj.stride(1) == 1 and deltanet_state.is_contiguous() and conv_state.is_contiguous()
-    n_chunks = triton.cdiv(seq_len, CHUNK)
+    launches = delta_rule_launches(c, TUNING)
+    _check_int32_offsets(proj, c, TUNING.chunk)
+    chunks = _chunk_forms(proj, conv_state, w, c, launches)
+    chunk_states, v_new = _carry_state(chunks, deltanet_state, launches[_deltanet_state_kernel])
+    return _chunk_outputs(chunks, chunk_states, v_new, proj.shape[0], launches[_deltanet_output_kernel])
+
+
+def delta_rule_launches(c: ModelConfig, tuning: DeltaNetTuning, check: bool = True) -> dict[triton.JITFunction, dict]:
+    """Each delta-rule kernel -> the keywords ``deltanet`` launches it with for
+    model c (constexprs, num_warps, num_stages); the offline compile test reads them too.
+    Raises ValueError for a shape Triton would miscompile (``unsafe_products``)
+    unless ``check`` is off (the test that compiles such shapes on purpose)."""
+    if check:
+        unsafe = _unsafe_for(c, tuning)
+        if unsafe:
+            raise ValueError(f"{tuning} is unsafe for {c.name}: " + "; ".join(unsafe))
+    return _launches(c, tuning)
+
+
+@functools.lru_cache(maxsize=64)
+def _unsafe_for(c: ModelConfig, tuning: DeltaNetTuning) -> tuple[str, ...]:
+    return tuple(unsafe_products(_launches(c, tuning)))
+
+
+def _launches(c: ModelConfig, tuning: DeltaNetTuning) -> dict[triton.JITFunction, dict]:
+    hv, dk, dv = c.linear_num_value_heads, c.linear_key_head_dim, c.linear_value_head_dim
+    kernel_width, heads_per_key = c.linear_conv_kernel_dim, c.value_heads_per_key_head
+    shapes = dict(C=tuning.chunk, DK=dk, DV=dv)
+    return {
+        _deltanet_conv_kernel: dict(
+            KEY_HEADS=c.linear_num_key_heads, KEY_DIM=c.key_dim, R=tuning.conv_rows, KW=kernel_width,
+            KW_TAIL=triton.next_power_of_2(kernel_width - 1), **shapes, num_warps=tuning.conv_warps),
+        _deltanet_wy_kernel: dict(
+            B_COL=c.conv_dim + c.value_dim, A_COL=c.conv_dim + c.value_dim + hv, HEADS_PER_KEY=heads_per_key,
+            BLOCK=min(tuning.wy_block, dk, dv), SUB=SUB_BLOCK, LOG2_BLOCKS=(tuning.chunk // SUB_BLOCK).bit_length() - 1,
+            DOT=DOT_PRECISION, **shapes, num_warps=tuning.wy_warps),
+        _deltanet_state_kernel: dict(
+            HEADS_PER_KEY=heads_per_key, BV=min(tuning.state_block_v, dv), DOT=DOT_PRECISION, **shapes,
+            num_warps=tuning.state_warps, num_stages=tuning.state_stages),
+        _deltanet_output_kernel: dict(
+            HEADS=hv, HEADS_PER_KEY=heads_per_key, BV=min(tuning.output_block_v, dv), DOT=DOT_PRECISION, **shapes,
+            num_warps=tuning.output_warps),
+    }
+
+
+def tf32_products(kernel: triton.JITFunction, launch: dict) -> list[tuple[int, int]]:
+    """The [M, N] results of ``kernel``'s tf32 ``tl.dot`` products under ``launch``."""
+    chunk, dk = launch["C"], launch["DK"]
+    if kernel is _deltanet_wy_kernel:     # A = (K K^T)..., the inverse's products, T x (columns of K or V)
+        return [(chunk, chunk), (chunk, launch["BLOCK"])]
+    if kernel is _deltanet_state_kernel:  # W S, K^T V'
+        return [(chunk, launch["BV"]), (dk, launch["BV"])]
+    if kernel is _deltanet_output_kernel:  # Q K^T, Q S, P V'
+        return [(chunk, chunk), (chunk, launch["BV"])]
+    return []
+
+
+def wgmma_n(m: int, n: int, num_warps: int) -> int | None:
+    """N of the wgmma instruction Triton 3.5/3.6 issues on sm_90 for a product with an
+    [m, n] result at ``num_warps`` (None: no wgmma, e.g. m < 64). Warp groups (4
+    warps each) go along M first, one per 64 rows; those left over split N, so
+    a [64, 16] result at 8 warps becomes two m64n8 halves."""
+    if num_warps < 4 or m < 64:
+        return None
+    groups = num_warps // 4
+    return min(n, 256) // max(1, groups // min(groups, m // 64))
+
+
+def unsafe_products(launches: dict[triton.JITFunction, dict]) -> list[str]:
+    """The products Triton would issue as tf32 wgmma with N < 16. Those read
+    their shared-memory B operand past its end (Triton pads it only for N >= 16:
+    triton-lang/triton#10629), which on an H100 ends in "an illegal memory
+    access" or, silently, garbage; e.g. the state pass at 8 warps and 16 columns."""
+    found = []
+    for kernel, launch in launches.items():
+        warps = launch.get("num_warps", 4)
+        for m, n in tf32_products(kernel, launch):
+            instr_n = wgmma_n(m, n, warps)
+            if instr_n is not None and instr_n < 16:
+                found.append(f"{kernel.__name__} at num_warps={warps} would compute its [{m}, {n}] product "
+                             f"as tf32 wgmma m64n{instr_n}k8, which reads shared memory out of bounds "
+                             f"(triton-lang/triton#10629); use fewer warps or wider column blocks")
+    return found
+
+
+def _check_int32_offsets(proj: Tensor, c: ModelConfig, chunk: int) -> None:
+    """The kernels index each tensor with int32 element offsets: every tensor
+    (padded to whole chunks) must stay below 2^31 elements."""
+    n_chunks = triton.cdiv(proj.shape[0], chunk)
+    hv, dk, dv = c.linear_num_value_heads, c.linear_key_head_dim, c.linear_value_head_dim
+    largest = max(proj.shape[0] * proj.stride(0),                     # the projection
+                  hv * n_chunks * max(dk * dv, chunk * chunk, chunk * max(dk, dv)))  # chunk states, scratch, W/U/V'
+    if largest >= 2 ** 31:
+        raise ValueError(f"a {proj.shape[0]}-token prompt needs int32 offsets past 2^31 in the delta rule "
+                         f"({largest} elements in one tensor): split the prefill")
+
+
+def _chunk_forms(proj: Tensor, conv_state: Tensor, w: DeltaNetWeights, c: ModelConfig,
+                 launches: dict[triton.JITFunction, dict]) -> _ChunkForms:
+    """Runs the conv and WY kernels (the conv kernel also advances ``conv_state``)."""
+    conv, wy = launches[_deltanet_conv_kernel], launches[_deltanet_wy_kernel]
+    seq_len, chunk = proj.shape[0], conv["C"]
+    hk, hv = c.linear_num_key_heads, c.linear_num_value_heads
+    dk, dv = c.linear_key_head_dim, c.linear_value_head_dim
+    n_chunks = triton.cdiv(seq_len, chunk)
     f32 = dict(dtype=torch.float32, device=proj.device)
-    qd = torch.empty(hv, n_chunks, CHUNK, dk, **f32)
-    kd, w_mat = torch.empty_like(qd), torch.empty_like(qd)
-    u = torch.empty(hv, n_chunks, CHUNK, dv, **f32)
-    scores = torch.empty(hv, n_chunks, CHUNK, CHUNK, **f32)
-    scratch = torch.empty_like(scores)
-    chunk_decay = torch.empty(hv, n_chunks, **f32)
-    _deltanet_chunks_kernel[(n_chunks, hv)](
-        proj, proj.stride(0), conv_state, w.conv, w.a_log, w.dt_bias,
-        qd, kd, w_mat, u, scores, chunk_decay, scratch, seq_len, n_chunks, dk ** -0.5,
-        KEY_DIM=c.key_dim, B_COL=c.conv_dim + c.value_dim, A_COL=c.conv_dim + c.value_dim + hv,
-        HEADS_PER_KEY=c.value_heads_per_key_head, C=CHUNK, DK=dk, DV=dv, KW=c.linear_conv_kernel_dim,
-        SUB=SUB_BLOCK, LOG2_BLOCKS=(CHUNK // SUB_BLOCK).bit_length() - 1, DOT=DOT_PRECISION,
-        num_warps=8)
-    # The kernel above read the old conv state; only now overwrite it.
-    update_conv_state(conv_state, proj[:, :c.conv_dim])
-    out = torch.empty(seq_len, hv, dv, **f32)
-    block_v = min(SCAN_BLOCK_V, dv)
-    _deltanet_scan_kernel[(hv, dv // block_v)](
-        qd, kd, w_mat, u, scores, chunk_decay, deltanet_state, out, seq_len, n_chunks,
-        HEADS=hv, C=CHUNK, DK=dk, DV=dv, BV=block_v, DOT=DOT_PRECISION, num_warps=8,
-        num_stages=1)   # the loop's loads, multi-buffered, would not fit in shared memory
+    q, k_t = torch.empty(hk, n_chunks, chunk, dk, **f32), torch.empty(hk, n_chunks, dk, chunk, **f32)
+    v = torch.empty(hv, n_chunks, chunk, dv, **f32)
+    _deltanet_conv_kernel[(n_chunks * chunk // conv["R"], 2 * hk + hv)](
+        proj, proj.stride(0), conv_state, w.conv, q, k_t, v, seq_len, n_chunks, dk ** -0.5, **conv)
+    forms = _ChunkForms(q, k_t, w=torch.empty(hv, n_chunks, chunk, dk, **f32), u=torch.empty_like(v),
+                        gamma=torch.empty(hv, n_chunks, chunk, **f32))
+    scratch = torch.empty(hv, n_chunks, chunk, chunk, **f32)
+    _deltanet_wy_kernel[(n_chunks, hv)](
+        proj, proj.stride(0), w.a_log, w.dt_bias, k_t, v, forms.w, forms.u, forms.gamma, scratch, seq_len, n_chunks,
+        **wy)
+    return forms
+
+
+def _carry_state(chunks: _ChunkForms, deltanet_state: Tensor, launch: dict) -> tuple[Tensor, Tensor]:
+    """Runs ``deltanet_state`` (updated in place) over the chunks; returns the
+    state at each chunk's start [Hv, N, Dk, Dv] and V' [Hv, N, C, Dv]."""
+    hv, n_chunks, chunk, dv = chunks.u.shape
+    dk = chunks.k_t.shape[2]
+    chunk_states = torch.empty(hv, n_chunks, dk, dv, dtype=torch.float32, device=deltanet_state.device)
+    v_new = torch.empty_like(chunks.u)
+    _deltanet_state_kernel[(hv, dv // launch["BV"])](
+        chunks.k_t, chunks.w, chunks.u, chunks.gamma, deltanet_state, chunk_states, v_new, n_chunks, **launch)
+    return chunk_states, v_new
+
+
+def _chunk_outputs(chunks: _ChunkForms, chunk_states: Tensor, v_new: Tensor, seq_len: int, launch: dict) -> Tensor:
+    hv, n_chunks, chunk, dv = v_new.shape
+    out = torch.empty(seq_len, hv, dv, dtype=torch.float32, device=v_new.device)
+    _deltanet_output_kernel[(dv // launch["BV"], n_chunks, hv)](
+        chunks.q, chunks.k_t, chunks.gamma, chunk_states, v_new, out, seq_len, n_chunks, **launch)
     return out
-
-
-def update_conv_state(conv_state: Tensor, qkv: Tensor) -> None:
-    """conv_state [C, K-1] <- the last K-1 conv inputs, the older ones from the
-    state itself when the prompt is shorter than K-1."""
-    keep = conv_state.shape[1]
-    tail = qkv[-keep:].T.to(torch.float32)
-    conv_state.copy_(torch.cat([conv_state, tail], dim=1)[:, -keep:])
 
 
 def _check_contiguous(**tensors: Tensor | None) -> None:

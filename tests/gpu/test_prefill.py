@@ -132,22 +132,17 @@ def test_decode_after_prefill_gives_reference_tokens(models):
     assert got == expected
 
 
-def test_deltanet_kernels_match_torch():
+@pytest.mark.parametrize("seq_len", [1, 65, 700])
+def test_deltanet_kernels_match_torch(seq_len):
     from megadelta.prefill import triton_ops
-    from megadelta.prefill.weights import DeltaNetWeights
+    from megadelta.prefill.tune_deltanet import random_layer
 
-    c, seq_len = CONFIG, 700
-    torch.manual_seed(random.randrange(1 << 30))
-    hv = c.linear_num_value_heads
-    proj = torch.randn(seq_len, c.conv_dim + c.value_dim + 2 * hv, device="cuda").bfloat16()
-    w = DeltaNetWeights(in_proj=None, conv=torch.randn(c.conv_dim, c.linear_conv_kernel_dim, device="cuda") * 0.5,
-                        a_log=torch.rand(hv, device="cuda").mul(16).log(), dt_bias=torch.randn(hv, device="cuda"),
-                        norm=None, out_proj=None)
-    conv = torch.randn(c.conv_dim, c.linear_conv_kernel_dim - 1, device="cuda")
-    state = torch.randn(hv, c.linear_key_head_dim, c.linear_value_head_dim, device="cuda") * 0.1
+    seed = random.randrange(1 << 30)
+    proj, conv, state, w = random_layer(CONFIG, seq_len, "cuda", torch.bfloat16, torch.Generator().manual_seed(seed))
     conv_ref, state_ref = conv.clone(), state.clone()
-    expected = torch_ops.deltanet(proj, conv_ref, state_ref, w, c)
-    got = triton_ops.deltanet(proj, conv, state, w, c)
+    expected = torch_ops.deltanet(proj, conv_ref, state_ref, w, CONFIG)
+    got = triton_ops.deltanet(proj, conv, state, w, CONFIG)
     errors = {"out": rel_err(got, expected), "state": rel_err(state, state_ref), "conv": rel_err(conv, conv_ref)}
-    print("deltanet kernels vs torch: " + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    print(f"deltanet kernels vs torch, T={seq_len} (seed {seed}): "
+          + " ".join(f"{k} {v:.2e}" for k, v in errors.items()))
     assert all(e <= STAGE_TOL for e in errors.values()), errors
