@@ -4,7 +4,7 @@
 //             as many chunks as there are blocks per kv head; each block runs an
 //             online softmax over its chunk for all query heads of the kv head
 //   combine:  merge the chunks' (max, sum, numerator), times sigmoid(gate)
-//   output:   o_proj, residual add (attention_output)
+//   output:   o_proj, residual add (project_and_add_residual; the order is in megakernel.cu)
 #pragma once
 #include "deltanet.cuh"
 
@@ -226,5 +226,3 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos) {
         if (lane == 0) p.mixer_out[o] = num / den * sigmoid(gate);
     }
 }
-
-

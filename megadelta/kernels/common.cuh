@@ -14,7 +14,6 @@ typedef unsigned long long u64;
 
 #define NEG_INF __int_as_float(0xff800000)
 
-
 // ---- thread coordinates ---------------------------------------------------
 // Read through volatile asm so the compiler recomputes them where used instead
 // of hoisting dozens of derived indices out of the step loop and keeping them

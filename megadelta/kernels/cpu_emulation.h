@@ -84,7 +84,6 @@ inline float __shfl_xor_sync(unsigned, float v, int o) { return exchange(emulate
 inline int __shfl_xor_sync(unsigned, int v, int o) { return exchange(emulated_grid->exchange_i, v, lane_id() ^ o); }
 inline float __shfl_sync(unsigned, float v, int src) { return exchange(emulated_grid->exchange_f, v, src); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
-inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 template <class T>
 inline T __ldcg(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(); }
 // Read-only data (weights): plain reads.

@@ -3,8 +3,9 @@
 // a stage spreads its work over all warps of the grid, and a grid barrier
 // separates stages whose inputs another block produces (see docs/megakernel.md
 // for the list). Each block stages the weights of the next stage into shared
-// memory while it works on the current one (staging.cuh). Greedy runs feed each argmax back as the next input token and
-// publish it to host-mapped memory as soon as it is known.
+// memory while it works on the current one (staging.cuh). Greedy runs feed each
+// argmax back as the next input token and publish it to host-mapped memory as
+// soon as it is known.
 #include "attention.cuh"
 #include "deltanet.cuh"
 #include "lm_head.cuh"

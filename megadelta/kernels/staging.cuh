@@ -1,7 +1,7 @@
 // Weight staging: a block copies its share of the next weight-reading stage
-// into shared memory at the start of the current one, so the weights stream
-// from HBM while the block computes, waits at grid barriers and loads its input
-// vector; the stage itself then reads its weights from shared memory.
+// into shared memory during the current one (once the current stage's own input
+// loads are out), so the weights stream from HBM while the block computes and
+// waits at grid barriers; the stage itself then reads its weights from shared memory.
 //
 // On Hopper (sm_90) one thread hands the whole share to the bulk-copy engine
 // (cp.async.bulk, completion counted in bytes on an mbarrier): nothing blocks.
