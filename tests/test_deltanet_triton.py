@@ -68,7 +68,7 @@ CASES = {
     **{f"T{n}": dict(tuning=asdict(triton_ops.TUNING), length=n, seed=SEED + n)
        for n in (1, 2, 63, 64, 65, 130)},                  # 2: shorter than the conv window
     **{f"chunk16-T{n}": dict(tuning=asdict(SMALL_CHUNKS), length=n, seed=SEED + n)
-       for n in (17, 40)},                                 # one forward-substituted block per chunk
+       for n in (17, 40)},                                 # one diagonal block per chunk
     "repeated-keys-T130": dict(tuning=asdict(triton_ops.TUNING), length=130, seed=SEED, repeated_keys=True),
 }
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from megadelta.checkpoint import random_weights
-from megadelta.config import tiny_config
+from megadelta.config import ATTENTION, DELTANET, tiny_config
 from megadelta.model import Qwen35Model
 from megadelta.prefill import FastPrefill
 from megadelta.state import ContextLengthError
@@ -45,6 +45,18 @@ def test_prefill_matches_reference(models, length):
     got = fast.prefill(tokens, fast_state)
     assert got.shape == (CONFIG.vocab_size,) and got.dtype == torch.float32
     assert rel_err(got, expected) < 1e-4
+    assert_same_state(fast_state, ref_state)
+
+
+def test_last_layer_deltanet():
+    """The last layer's output runs for the last position only: here a DeltaNet
+    layer, whose state still takes every position."""
+    config = tiny_config(layer_types=(ATTENTION, DELTANET, ATTENTION, DELTANET))
+    weights = random_weights(config, seed=5, dtype=torch.float32)
+    ref, fast = Qwen35Model(config, weights, torch.float32), FastPrefill(config, weights, "cpu", torch.float32)
+    tokens = random_tokens(65, 5)
+    ref_state, fast_state = ref.new_state(MAX_SEQ), ref.new_state(MAX_SEQ)
+    assert rel_err(fast.prefill(tokens, fast_state), ref.prefill(tokens, ref_state)) < 1e-4
     assert_same_state(fast_state, ref_state)
 
 

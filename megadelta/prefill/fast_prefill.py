@@ -5,7 +5,10 @@ Per layer: one fused input projection (a large bf16 GEMM on tensor cores), the
 mixer (the chunked gated delta rule or causal GQA attention), one output
 projection and the MLP (gate|up GEMM, fused SiLU*up, down GEMM). Norms and
 residual adds are fused into one kernel per norm; the residual stream stays in
-float32. The logits are computed for the last position only unless asked.
+float32. Unless all logits are asked for, the last layer computes for every
+position only what the state needs (its input projection, and the delta rule
+or the keys and values); its queries, attention, output projection and MLP
+run for the last position only.
 
 The final conv inputs, DeltaNet states and bf16 keys/values are written into
 the caller's ``SequenceState`` in place, and ``position`` advances, so decode
@@ -91,37 +94,41 @@ class FastPrefill:
         x = F.embedding(tokens, w.embed).float()
         delta = None
         slots = {True: 0, False: 0}     # next state slot of each layer kind
-        for layer in w.layers:
+        for index, layer in enumerate(w.layers):
             h = ops.add_rmsnorm(x, delta, layer.input_norm, eps, self.dtype)
             slot = slots[layer.is_deltanet]
             slots[layer.is_deltanet] += 1
+            # Past the last layer's mixer only the last position reaches the
+            # logits (its state is written for every position all the same).
+            out_rows = 1 if not all_logits and index == len(w.layers) - 1 else tokens.numel()
             if layer.is_deltanet:
-                delta = self._deltanet(layer.mixer, h, state, slot)
+                delta = self._deltanet(layer.mixer, h, state, slot, out_rows)
             else:
-                delta = self._attention(layer.mixer, h, state, slot, start, cos, sin)
+                delta = self._attention(layer.mixer, h, state, slot, start, cos, sin, out_rows)
+            x = x[-out_rows:]
             h = ops.add_rmsnorm(x, delta, layer.post_norm, eps, self.dtype)
             delta = F.linear(ops.silu_mul(F.linear(h, layer.gate_up)), layer.down)
-        if not all_logits:
-            x, delta = x[-1:], delta[-1:]
         logits = F.linear(ops.add_rmsnorm(x, delta, w.final_norm, eps, self.dtype), w.embed).float()
         return logits if all_logits else logits[0]
 
-    def _deltanet(self, m: DeltaNetWeights, h: Tensor, state: SequenceState, slot: int) -> Tensor:
+    # The mixers write the state of every position and return the output of the last `out_rows`.
+
+    def _deltanet(self, m: DeltaNetWeights, h: Tensor, state: SequenceState, slot: int, out_rows: int) -> Tensor:
         c = self.config
         proj = F.linear(h, m.in_proj)
-        o = self.ops.deltanet(proj, state.conv_state[slot], state.deltanet_state[slot], m, c)
-        z = proj[:, c.conv_dim:c.conv_dim + c.value_dim]
+        o = self.ops.deltanet(proj, state.conv_state[slot], state.deltanet_state[slot], m, c)[-out_rows:]
+        z = proj[-out_rows:, c.conv_dim:c.conv_dim + c.value_dim]
         return F.linear(self.ops.gated_rmsnorm(o, z, m.norm, c.rms_norm_eps, self.dtype), m.out_proj)
 
     def _attention(self, m: AttentionWeights, h: Tensor, state: SequenceState, slot: int, start: int,
-                   cos: Tensor, sin: Tensor) -> Tensor:
+                   cos: Tensor, sin: Tensor, out_rows: int) -> Tensor:
         c, seq_len = self.config, h.shape[0]
         heads, kv_heads, d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         end = start + seq_len
         proj = F.linear(h, m.in_proj)
-        query_gate = proj[:, :2 * c.q_size].view(seq_len, heads, 2 * d)
-        q = torch.empty(heads, seq_len, d, dtype=self.dtype, device=self.device)
-        self.ops.qk_norm_rope(query_gate[..., :d], m.q_norm, c.rms_norm_eps, cos, sin, q)
+        query_gate = proj[-out_rows:, :2 * c.q_size].view(out_rows, heads, 2 * d)
+        q = torch.empty(heads, out_rows, d, dtype=self.dtype, device=self.device)
+        self.ops.qk_norm_rope(query_gate[..., :d], m.q_norm, c.rms_norm_eps, cos[-out_rows:], sin[-out_rows:], q)
         k_cache, v_cache = state.k_cache[slot], state.v_cache[slot]
         k_new = proj[:, 2 * c.q_size:2 * c.q_size + c.kv_size].view(seq_len, kv_heads, d)
         self.ops.qk_norm_rope(k_new, m.k_norm, c.rms_norm_eps, cos, sin, k_cache[:, start:end])
@@ -129,7 +136,7 @@ class FastPrefill:
         v_cache[:, start:end].copy_(v_new.transpose(0, 1))
         out = causal_attention(q, k_cache[:, :end], v_cache[:, :end])
         gated = out.transpose(0, 1) * torch.sigmoid(query_gate[..., d:])
-        return F.linear(gated.reshape(seq_len, c.q_size), m.out_proj)
+        return F.linear(gated.reshape(out_rows, c.q_size), m.out_proj)
 
     # ---- inputs -----------------------------------------------------------
 
@@ -157,8 +164,8 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     T keys belong to the queries): query t sees keys 0 .. S-T+t."""
     heads, seq_len = q.shape[:2]
     kv_heads, context = k.shape[:2]
-    if context == seq_len:
-        return F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True,
+    if context == seq_len or seq_len == 1:   # top-left aligned, or one query that sees every key
+        return F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=seq_len > 1,
                                               enable_gqa=heads != kv_heads)[0]
     # Continuing a context: bottom-right aligned causal mask; SDPA's is_causal is top-left.
     k, v = (t.repeat_interleave(heads // kv_heads, dim=0) for t in (k, v))

@@ -13,10 +13,10 @@ third is sequential, and it does no more than the recurrence needs:
 2. ``_deltanet_wy_kernel``, one program per (chunk, value head), all in
    parallel: beta, g and the in-chunk cumulative decay gamma, then the WY form
    T = (I + A)^-1 with A[t,s] = beta_t e^(gamma_t-gamma_s) k_t.k_s (s < t),
-   W = T diag(beta e^gamma) K, U = T diag(beta) V. The inverse: forward
-   substitution inside the 16x16 diagonal blocks, then the block-triangular
-   remainder by a short Neumann series (nilpotent of degree C/16), which keeps
-   every step well conditioned.
+   W = T diag(beta e^gamma) K, U = T diag(beta) V. The inverse: the 16x16
+   diagonal blocks by a float32 Neumann series in product form (batched
+   products), then the block-triangular remainder by a short tf32 series
+   (nilpotent of degree C/16).
 3. ``_deltanet_state_kernel``, one program per (value head, block of value
    columns): carries the float32 state S across the chunks in registers,
    V' = U - W S, S <- e^gamma_C S + K^T diag(e^(gamma_C-gamma)) V', and stores
@@ -45,7 +45,7 @@ from torch import Tensor
 from ..config import ModelConfig
 from .weights import DeltaNetWeights
 
-SUB_BLOCK = 16        # diagonal block of the chunk's triangular system, solved by forward substitution
+SUB_BLOCK = 16        # diagonal block of the chunk's triangular system, inverted by a float32 series
 # tf32 tensor-core products: ~1e-3 relative error per product, well inside the
 # bf16 noise of the projections around them.
 DOT_PRECISION = "tf32"
@@ -283,8 +283,8 @@ def _beta_gamma(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, rows, valid, h,
 
 
 @triton.jit
-def _unit_lower_inverse(a, scratch_ptr, C: tl.constexpr, SUB: tl.constexpr, LOG2_BLOCKS: tl.constexpr,
-                        DOT: tl.constexpr):
+def _unit_lower_inverse(a, scratch_ptr, C: tl.constexpr, SUB: tl.constexpr, LOG2_SUB: tl.constexpr,
+                        LOG2_BLOCKS: tl.constexpr, DOT: tl.constexpr):
     """(I + a)^-1 for a strictly lower triangular [C, C] float32 tile.
     ``scratch_ptr`` is this program's own [C, C] float32 scratch."""
     NB: tl.constexpr = C // SUB
@@ -297,13 +297,15 @@ def _unit_lower_inverse(a, scratch_ptr, C: tl.constexpr, SUB: tl.constexpr, LOG2
     r = tl.arange(0, SUB)[None, :, None]
     c = tl.arange(0, SUB)[None, None, :]
     diag = b * SUB * C + r * C + b * SUB + c
-    blocks = tl.load(scratch_ptr + diag)
-    inv = tl.where(r == c, 1.0, 0.0) + tl.zeros((NB, SUB, SUB), dtype=tl.float32)
-    for row in tl.static_range(1, SUB):
-        # inv[row] = e_row - sum_{j<row} a[row, j] inv[j]  (rows j < row are final)
-        a_row = tl.sum(tl.where(r == row, blocks, 0.0), axis=1)
-        new_row = tl.where(c == row, 1.0, 0.0) - tl.sum(a_row[:, :, None] * inv, axis=1)[:, None, :]
-        inv = tl.where(r == row, new_row, inv)
+    # Each block B is nilpotent (B^SUB = 0): (I + B)^-1 = (I - B)(I + B^2)(I + B^4)...,
+    # LOG2_SUB - 1 squarings, in float32 (not tf32): the powers' entries can grow
+    # to ~C(SUB-1, SUB/2) before they cancel. Batched products replace a chain of
+    # SUB - 1 dependent row updates (each a cross-warp reduction).
+    power = tl.load(scratch_ptr + diag)
+    inv = tl.where(r == c, 1.0, 0.0) - power
+    for _ in tl.static_range(LOG2_SUB - 1):
+        power = tl.dot(power, power, input_precision="ieee")
+        inv += tl.dot(inv, power, input_precision="ieee")
     tl.debug_barrier()
     tl.store(scratch_ptr + diag, inv)
     tl.debug_barrier()
@@ -338,7 +340,7 @@ def _deltanet_wy_kernel(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, k_t_ptr, 
                         w_ptr, u_ptr, gamma_ptr, scratch_ptr, seq_len, n_chunks,
                         B_COL: tl.constexpr, A_COL: tl.constexpr, HEADS_PER_KEY: tl.constexpr,
                         C: tl.constexpr, DK: tl.constexpr, DV: tl.constexpr, BLOCK: tl.constexpr,
-                        SUB: tl.constexpr, LOG2_BLOCKS: tl.constexpr, DOT: tl.constexpr):
+                        SUB: tl.constexpr, LOG2_SUB: tl.constexpr, LOG2_BLOCKS: tl.constexpr, DOT: tl.constexpr):
     """The WY form of one chunk of one value head: gamma, then T = (I + A)^-1,
     W = T diag(beta e^gamma) K and U = T diag(beta) V."""
     n = tl.program_id(0)
@@ -352,7 +354,7 @@ def _deltanet_wy_kernel(proj_ptr, proj_stride, a_log_ptr, dt_bias_ptr, k_t_ptr, 
     k_t = tl.load(k_t_chunk + tl.arange(0, DK)[:, None] * C + i[None, :])
     decay = tl.exp(tl.where(i[:, None] > i[None, :], gamma[:, None] - gamma[None, :], float("-inf")))
     a = tl.dot(tl.trans(k_t), k_t, input_precision=DOT) * decay * beta[:, None]
-    t_inv = _unit_lower_inverse(a, scratch_ptr + block * C * C, C, SUB, LOG2_BLOCKS, DOT)
+    t_inv = _unit_lower_inverse(a, scratch_ptr + block * C * C, C, SUB, LOG2_SUB, LOG2_BLOCKS, DOT)
     # K is read again by column blocks rather than kept live through the inverse
     _store_left_product(t_inv, k_t_chunk, 1, C, beta * tl.exp(gamma), w_ptr + block * C * DK, C, DK, BLOCK, DOT)
     _store_left_product(t_inv, v_ptr + block * C * DV, DV, 1, beta, u_ptr + block * C * DV, C, DV, BLOCK, DOT)
@@ -460,7 +462,7 @@ def _launches(c: ModelConfig, tuning: DeltaNetTuning) -> dict[triton.JITFunction
             KW_TAIL=triton.next_power_of_2(kernel_width - 1), **shapes, num_warps=tuning.conv_warps),
         _deltanet_wy_kernel: dict(
             B_COL=c.conv_dim + c.value_dim, A_COL=c.conv_dim + c.value_dim + hv, HEADS_PER_KEY=heads_per_key,
-            BLOCK=min(tuning.wy_block, dk, dv), SUB=SUB_BLOCK, LOG2_BLOCKS=(tuning.chunk // SUB_BLOCK).bit_length() - 1,
+            BLOCK=min(tuning.wy_block, dk, dv), SUB=SUB_BLOCK, LOG2_SUB=SUB_BLOCK.bit_length() - 1, LOG2_BLOCKS=(tuning.chunk // SUB_BLOCK).bit_length() - 1,
             DOT=DOT_PRECISION, **shapes, num_warps=tuning.wy_warps),
         _deltanet_state_kernel: dict(
             HEADS_PER_KEY=heads_per_key, BV=min(tuning.state_block_v, dv), DOT=DOT_PRECISION, **shapes,
