@@ -8,7 +8,8 @@ both write the same ``SequenceState`` the kernel continues from.
 
 Weights are repacked once for the kernel (see docs/megakernel.md): per layer one
 input-projection matrix ([q|k|v|z|b|a] or [q,gate|k|v]), gate and up rows
-interleaved, zero-centred norms stored as 1 + w; the embedding is used as is,
+interleaved, W_down transposed (a block multiplies its slice of h by rows of
+it), zero-centred norms stored as 1 + w; the embedding is used as is,
 for the input row and as the tied output projection.
 """
 
@@ -32,7 +33,7 @@ from .state import ContextLengthError, SequenceState
 MATRIX_DTYPE = torch.bfloat16
 # Fields of struct LayerWeights (params.cuh), in order.
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
-                "q_norm", "k_norm", "w_gate_up", "w_down")
+                "q_norm", "k_norm", "w_gate_up", "w_down_t")
 POLL_SECONDS = 20e-6
 STAGING_ALIGN = 16   # cp.async copies 16-byte pieces
 
@@ -42,7 +43,7 @@ class Params(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
-        "mixer_out", "attn_partial", "mlp_h", "argmax_val", "argmax_idx", "logits", "barrier",
+        "mixer_out", "attn_partial", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
         "n_stop", "max_seq", "first_token", "position", "n_steps", "shared_bytes")]
 
@@ -50,8 +51,8 @@ class Params(ctypes.Structure):
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
                  ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     """The kernel's layout of the weights: (global tensors, one dict per layer).
-    The prefill's fused matrices, with gate and up rows interleaved and the
-    zero-centred norms stored as 1 + w."""
+    The prefill's fused matrices, with gate and up rows interleaved, W_down
+    transposed and the zero-centred norms stored as 1 + w."""
     def plus_one(norm: torch.Tensor) -> torch.Tensor:
         return (1.0 + norm).contiguous()
 
@@ -64,7 +65,7 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
     for layer in fused.layers:
         m = layer.mixer
         packed = {"input_norm": plus_one(layer.input_norm), "post_norm": plus_one(layer.post_norm),
-                  "w_gate_up": interleave_rows(layer.gate_up), "w_down": layer.down,
+                  "w_gate_up": interleave_rows(layer.gate_up), "w_down_t": layer.down.t().contiguous(),
                   "w_in": m.in_proj, "w_out": m.out_proj}
         if layer.is_deltanet:
             packed.update(conv_w=m.conv, a_log=m.a_log, dt_bias=m.dt_bias, out_norm=m.norm)
@@ -78,6 +79,16 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def check_mlp_slice(config: ModelConfig, grid: int) -> None:
+    """A block keeps its slice of the MLP's h in shared memory, in MLP_H_SLOTS
+    (smem.cuh) floats; a slice is at most ceil(intermediate / grid) entries plus
+    the rounding of its units (under 8)."""
+    slots = config.linear_key_head_dim * 32
+    if -(-config.intermediate_size // grid) + 8 > slots:
+        raise ValueError(f"{config.name}: a grid of {grid} blocks leaves MLP slices larger than the "
+                         f"{slots} shared-memory slots of the megakernel")
+
+
 class KernelBuffers:
     """Everything the kernel reads besides the state: packed weights, the layer
     pointer table and float32 scratch sized for ``grid`` blocks. Shared by the
@@ -89,13 +100,13 @@ class KernelBuffers:
         self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
                                         dtype=torch.int64).to(device)
         proj_rows = max(c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, 2 * c.q_size + 2 * c.kv_size)
-        vec_max = max(c.hidden_size, c.intermediate_size, c.value_dim, c.q_size)
+        check_mlp_slice(c, grid)
+        vec_max = max(c.hidden_size, c.value_dim, c.q_size)
         self.scratch = {
-            "x": torch.empty(c.hidden_size, dtype=f32, device=device),
+            "x": torch.empty(2, c.hidden_size, dtype=f32, device=device),   # two residual buffers
             "proj": torch.empty(proj_rows, dtype=f32, device=device),
             "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
             "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),
-            "mlp_h": torch.empty(c.intermediate_size, dtype=f32, device=device),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
         }
@@ -112,7 +123,7 @@ class KernelBuffers:
             conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
             k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
             x=_ptr(s["x"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
-            attn_partial=_ptr(s["attn_partial"]), mlp_h=_ptr(s["mlp_h"]), argmax_val=_ptr(s["argmax_val"]),
+            attn_partial=_ptr(s["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
             argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
             tokens_out=tokens_out, progress=progress,
             stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,

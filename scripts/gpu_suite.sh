@@ -7,7 +7,7 @@
 #   SKIP_BENCH=1 scripts/gpu_suite.sh           # no benchmarks (stages 2 and 4)
 #   STEPS="1 5 6" scripts/gpu_suite.sh          # only these stages (a call has 10 minutes)
 #   BENCH_ARGS="-p 520 -n 128 -r 10" scripts/gpu_suite.sh
-#   TIMING_ARGS="--variant=-DPOSITIONS_IN_FLIGHT=2" scripts/gpu_suite.sh   # also time a build variant
+#   TIMING_ARGS="--variant=-DPOSITIONS_IN_FLIGHT=1" scripts/gpu_suite.sh   # also time a build variant
 #
 # Stages, most wanted first (a lent machine may stop the call at its time limit;
 # what is under $OUT by then is kept):

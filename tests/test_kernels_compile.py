@@ -124,6 +124,7 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     dn, att = config.deltanet_layers[0], config.attention_layers[0]
     gate, up = weights[f"layers.{dn}.mlp.gate_proj.weight"], weights[f"layers.{dn}.mlp.up_proj.weight"]
     assert torch.equal(layers[dn]["w_gate_up"][0::2], gate) and torch.equal(layers[dn]["w_gate_up"][1::2], up)
+    assert torch.equal(layers[dn]["w_down_t"], weights[f"layers.{dn}.mlp.down_proj.weight"].t())
     p = f"layers.{dn}.linear_attn."
     assert torch.equal(layers[dn]["w_in"], torch.cat([weights[p + n] for n in (
         "in_proj_qkv.weight", "in_proj_z.weight", "in_proj_b.weight", "in_proj_a.weight")]))

@@ -10,7 +10,9 @@
 
 #define MIN_POSITIONS_PER_CHUNK 32   // below this a chunk costs more in merging than it saves
 #ifndef POSITIONS_IN_FLIGHT
-#define POSITIONS_IN_FLIGHT 1        // positions a warp loads before using any (more spill in the fused kernel)
+#define POSITIONS_IN_FLIGHT 2        // cached positions a warp loads before using any: the
+                                     // partials at 32k are latency-bound (v8: +5% at 2, 255
+                                     // registers then; 224 since the MLP's down product left)
 #endif
 
 static_assert(QUERIES_PER_KV + 2 <= WARPS, "one warp per query head plus two for k and v");

@@ -151,6 +151,21 @@ __device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned
 __device__ __forceinline__ void fence_proxy_async() {}
 #endif
 
+// ---- reductions into global memory ----------------------------------------
+// p[0..4) += v, atomically per float, no reply (p 16-byte aligned): one
+// vector reduction on Hopper, four scalar ones before it.
+__device__ __forceinline__ void red_add4(float* p, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w) : "memory");
+#else
+    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v.x) : "memory");
+    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 1), "f"(v.y) : "memory");
+    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 2), "f"(v.z) : "memory");
+    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 3), "f"(v.w) : "memory");
+#endif
+}
+
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }

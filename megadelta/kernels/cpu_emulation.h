@@ -135,6 +135,10 @@ inline void mbarrier_wait(u64* bar, unsigned parity) {
     while ((std::atomic_ref<u64>(*bar).load() & 1u) == parity) std::this_thread::yield();
 }
 inline void fence_proxy_async() {}
+inline void red_add4(float* p, float4 v) {
+    const float add[4] = {v.x, v.y, v.z, v.w};
+    for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
+}
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

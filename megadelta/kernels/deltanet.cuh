@@ -140,8 +140,9 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     }
 }
 
-// out_proj and attention's o_proj end the same way: x += W . s.vec. Each
-// output row reads its residual, fetched before the stage's input vector.
+// out_proj and attention's o_proj end the same way: x += W . s.vec, x the
+// layer's residual stream. Each output row reads its residual, fetched before
+// the stage's input vector.
 struct ResidualRows {
     static constexpr int N = 1;
     const float* x;
@@ -149,19 +150,19 @@ struct ResidualRows {
 };
 
 template <int K>
-__device__ __forceinline__ RowInputs<1> fetch_residual(const Params& p, const Stage& st) {
-    return fetch_row_inputs<RowsPerWarp<K>::value>(st, ResidualRows{p.x}, HIDDEN, 0);
+__device__ __forceinline__ RowInputs<1> fetch_residual(const float* x, const Stage& st) {
+    return fetch_row_inputs<RowsPerWarp<K>::value>(st, ResidualRows{x}, HIDDEN, 0);
 }
 
 template <int K>
-__device__ __forceinline__ void project_and_add_residual(const Params& p, const Stage& st, const bf16_t* W,
+__device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, const bf16_t* W,
                                                          RowInputs<1> residual, Smem& s) {
     constexpr int R = RowsPerWarp<K>::value;
-    matvec<K, R>(st, W, HIDDEN, s.vec, ResidualRows{p.x}, residual,
+    matvec<K, R>(st, W, HIDDEN, s.vec, ResidualRows{x}, residual,
                  [=](int row0, const float* sums, const RowInputs<1>& in) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R>(sums);
-        if (lane_id() < R && row < HIDDEN) p.x[row] = in.v[0] + y;
+        if (lane_id() < R && row < HIDDEN) x[row] = in.v[0] + y;
     });
 }
 

@@ -12,14 +12,16 @@
 #include "mlp.cuh"
 
 // The normed input of a layer in s.vec. Layer 0 takes the token's embedding
-// row; block 0 also stores it as the residual stream.
+// row; block 0 also stores it as the residual stream. Also clears the buffer
+// the layer's MLP accumulates into.
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
                                                  int token, Smem& s) {
+    clear_next_residual(p, layer);
     if (layer > 0)
-        load_rms_normed<HIDDEN>(p.x, L.input_norm, s.vec, s.scratch);
+        load_rms_normed<HIDDEN>(residual_stream(p, layer), L.input_norm, s.vec, s.scratch);
     else
         load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch,
-                                blockIdx.x == 0 ? p.x : nullptr);
+                                blockIdx.x == 0 ? residual_stream(p, 0) : nullptr);
 }
 
 // The staged matrices, in the order the stages read them. Each weight stage
@@ -55,11 +57,12 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    const RowInputs<1> residual = fetch_residual<VALUE_DIM>(p, w_out);
+    float* x = residual_stream(p, layer);
+    const RowInputs<1> residual = fetch_residual<VALUE_DIM>(x, w_out);
     deltanet_gated_norm(p, L, s);
     stage_gate_up(p, L, s);
     wait_staged(s.pipe, w_out);
-    project_and_add_residual<VALUE_DIM>(p, w_out, L.w_out, residual, s);
+    project_and_add_residual<VALUE_DIM>(x, w_out, L.w_out, residual, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
@@ -76,30 +79,31 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     attention_combine(p, pos);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    const RowInputs<1> residual = fetch_residual<Q_SIZE>(p, w_out);
+    float* x = residual_stream(p, layer);
+    const RowInputs<1> residual = fetch_residual<Q_SIZE>(x, w_out);
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
     stage_gate_up(p, L, s);
     wait_staged(s.pipe, w_out);
-    project_and_add_residual<Q_SIZE>(p, w_out, L.w_out, residual, s);
+    project_and_add_residual<Q_SIZE>(x, w_out, L.w_out, residual, s);
 }
 
-// After the mixer's residual add: the MLP, then the next layer's (or the output
-// projection's) weights are the ones streaming in.
+// After the mixer's residual add, one stage: W_down^T's share is copied while
+// the gate/up product runs on the staged gate/up share; once that share is read,
+// its end of the staging area takes the next layer's (or the output
+// projection's) weights, which stream in during the down product and the barrier.
 __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, Smem& s) {
     grid_barrier(p.barrier);
     const Stage w_gate_up = s.pipe.pending;
-    load_rms_normed<HIDDEN>(p.x, L.post_norm, s.vec, s.scratch);
-    stage_matrix<INTERMEDIATE, RowsPerWarp<INTERMEDIATE>::value>(s.pipe, staging_bytes(p), L.w_down, HIDDEN);
-    mlp_up(p, L, w_gate_up, s);
-    grid_barrier(p.barrier);
-    const Stage w_down = s.pipe.pending;
-    const RowInputs<1> residual = fetch_residual<INTERMEDIATE>(p, w_down);
-    load_vector<INTERMEDIATE>(p.mlp_h, s.vec);
+    load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch);
+    stage_matrix<HIDDEN, DOWN_ROWS>(s.pipe, staging_bytes(p), L.w_down_t, INTERMEDIATE);
+    const Stage w_down_t = s.pipe.pending;
+    mlp_up(L, w_gate_up, s);
+    __syncthreads();   // every warp has read the gate/up share before copies overwrite it
     if (layer + 1 == N_LAYERS)
         stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
     else
         stage_layer_input(p, s, layer + 1);
-    mlp_down(p, L, w_down, residual, s);
+    mlp_down(p, L, layer, w_down_t, s);
     grid_barrier(p.barrier);
 }
 
@@ -126,7 +130,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
             mlp_block(p, L, layer, s);
         }
         const Stage lm_head = s.pipe.pending;
-        load_rms_normed<HIDDEN>(p.x, p.final_norm, s.vec, s.scratch);
+        load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch);
         stage_layer_input(p, s, 0);   // the next step's (unused after the last step)
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

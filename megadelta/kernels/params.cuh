@@ -16,7 +16,7 @@ struct LayerWeights {
     const float* q_norm;          // attention [HEAD_DIM], 1 + w
     const float* k_norm;          // attention [HEAD_DIM], 1 + w
     const bf16_t* w_gate_up;      // [2 * INTERMEDIATE, HIDDEN]: gate row i, up row i, gate row i+1, ...
-    const bf16_t* w_down;         // [HIDDEN, INTERMEDIATE]
+    const bf16_t* w_down_t;       // [INTERMEDIATE, HIDDEN]: W_down transposed, row i multiplies h[i]
 };
 
 struct Params {
@@ -29,11 +29,11 @@ struct Params {
     bf16_t* k_cache;              // [n_attention, N_KV_HEADS, max_seq, HEAD_DIM]
     bf16_t* v_cache;
     // scratch, float32
-    float* x;                     // [HIDDEN] residual stream
+    float* x;                     // [2, HIDDEN] residual stream: layer l reads buffer l % 2 and
+                                  // its MLP accumulates into the other (residual_stream)
     float* proj;                  // [PROJ_ROWS_MAX] input projections (after conv + SiLU for q|k|v)
     float* mixer_out;             // [VEC_MAX] delta-rule output / gated attention output
     float* attn_partial;          // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] flash-decoding partials
-    float* mlp_h;                 // [INTERMEDIATE]
     float* argmax_val;            // [gridDim.x]
     int* argmax_idx;              // [gridDim.x]
     float* logits;                // [VOCAB] or null (greedy runs skip writing logits)

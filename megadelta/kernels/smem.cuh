@@ -4,6 +4,10 @@
 #include "params.cuh"
 #include "staging.cuh"
 
+// A block's slice of h has ceil(INTERMEDIATE / gridDim.x) entries at most; the
+// host refuses grids that would need more (megakernel.py).
+constexpr int MLP_H_SLOTS = DN_KEY_DIM * 32;
+
 struct Smem {
     __align__(16) float vec[VEC_MAX];                        // input vector of the current matrix-vector product
     float scratch[32];                         // block reductions
@@ -22,7 +26,10 @@ struct Smem {
     // argmax
     float best_val[WARPS];
     int best_idx[WARPS];
-    __align__(16) float dn_tile[DN_KEY_DIM][32];             // staged DeltaNet state tile of the block's first item
+    union {   // the recurrence and the MLP are different stages
+        __align__(16) float dn_tile[DN_KEY_DIM][32];         // staged DeltaNet state tile of the block's first item
+        float mlp_h[MLP_H_SLOTS];                            // the block's slice of the MLP's h
+    };
     Pipeline pipe;                             // weight staging: the stage in flight
 };
 

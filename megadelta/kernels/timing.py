@@ -28,9 +28,8 @@ from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINTS
 
 # The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
 LAYER_STAGES = {
-    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp.up", "mlp.down"),
-    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj",
-                  "mlp.up", "mlp.down"),
+    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp"),
+    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj", "mlp"),
 }
 
 
