@@ -16,6 +16,7 @@ CUDA kernel gets one pointer per kind of state:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -40,17 +41,8 @@ class SequenceState:
     @classmethod
     def empty(cls, config: ModelConfig, max_seq_len: int, dtype: torch.dtype = torch.float32,
               device: torch.device | str = "cpu") -> "SequenceState":
-        n_dn, n_att = len(config.deltanet_layers), len(config.attention_layers)
-        kv_shape = (n_att, config.num_key_value_heads, max_seq_len, config.head_dim)
-        return cls(
-            conv_state=torch.zeros(n_dn, config.conv_dim, config.conv_state_len,
-                                   dtype=torch.float32, device=device),
-            deltanet_state=torch.zeros(n_dn, config.linear_num_value_heads,
-                                       config.linear_key_head_dim, config.linear_value_head_dim,
-                                       dtype=torch.float32, device=device),
-            k_cache=torch.zeros(kv_shape, dtype=dtype, device=device),
-            v_cache=torch.zeros(kv_shape, dtype=dtype, device=device),
-        )
+        return cls(**{name: torch.zeros(shape, dtype=t, device=device)
+                      for name, (shape, t) in _layout(config, max_seq_len, dtype).items()})
 
     @property
     def max_seq_len(self) -> int:
@@ -68,13 +60,13 @@ class SequenceState:
         """Raise a clear error unless every tensor has the shape and dtype that
         ``empty(config, self.max_seq_len, dtype)`` gives, lives on ``device`` and,
         if asked, is contiguous; ``user`` names what needs it, for the message."""
-        expected = SequenceState.empty(config, self.max_seq_len, dtype, "meta")
-        for name in self.TENSORS:
-            t, e = getattr(self, name), getattr(expected, name)
-            if (t.shape != e.shape or t.dtype != e.dtype or t.device != device
+        # (checked before every prefill and decode call: no tensors are made here)
+        for name, (shape, e_dtype) in _layout(config, self.max_seq_len, dtype).items():
+            t = getattr(self, name)
+            if (t.shape != shape or t.dtype != e_dtype or t.device != device
                     or (contiguous and not t.is_contiguous())):
                 raise ValueError(f"state.{name} is {tuple(t.shape)} {t.dtype} on {t.device}; {user} needs "
-                                 f"{'a contiguous ' if contiguous else ''}{tuple(e.shape)} {e.dtype} on {device}")
+                                 f"{'a contiguous ' if contiguous else ''}{shape} {e_dtype} on {device}")
 
     def reset(self) -> None:
         """Forget the sequence; buffers are reused, so no allocation."""
@@ -92,3 +84,17 @@ class SequenceState:
     def clone(self) -> "SequenceState":
         return SequenceState(self.conv_state.clone(), self.deltanet_state.clone(),
                              self.k_cache.clone(), self.v_cache.clone(), self.position)
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(config: ModelConfig, max_seq_len: int, dtype: torch.dtype) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Each state tensor's (shape, dtype), in SequenceState.TENSORS order."""
+    n_dn, n_att = len(config.deltanet_layers), len(config.attention_layers)
+    kv_shape = (n_att, config.num_key_value_heads, max_seq_len, config.head_dim)
+    return {
+        "conv_state": ((n_dn, config.conv_dim, config.conv_state_len), torch.float32),
+        "deltanet_state": ((n_dn, config.linear_num_value_heads, config.linear_key_head_dim,
+                            config.linear_value_head_dim), torch.float32),
+        "k_cache": (kv_shape, dtype),
+        "v_cache": (kv_shape, dtype),
+    }

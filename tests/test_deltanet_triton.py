@@ -55,10 +55,9 @@ def case_errors(tuning: dict, length: int, seed: int, repeated_keys: bool = Fals
         proj[:] = proj[0]
         proj[:, b_col:b_col + hv] = 12.0       # beta = sigmoid(12)
         proj[:, b_col + hv:] = -40.0           # g = -e^A_log softplus(-40 + dt_bias) ~ 0
-    triton_ops.TUNING = triton_ops.DeltaNetTuning(**tuning)
     conv_ref, state_ref = conv_state.clone(), state.clone()
     expected = torch_ops.deltanet(proj, conv_ref, state_ref, weights, CONFIG)
-    got = triton_ops.deltanet(proj, conv_state, state, weights, CONFIG)
+    got = triton_ops.deltanet(proj, conv_state, state, weights, CONFIG, triton_ops.DeltaNetTuning(**tuning))
     assert got.shape == expected.shape and got.dtype == torch.float32
     return {"out": rel_err(got, expected), "state": rel_err(state, state_ref), "conv": rel_err(conv_state, conv_ref)}
 
@@ -69,6 +68,8 @@ CASES = {
        for n in (1, 2, 63, 64, 65, 130)},                  # 2: shorter than the conv window
     **{f"chunk16-T{n}": dict(tuning=asdict(SMALL_CHUNKS), length=n, seed=SEED + n)
        for n in (17, 40)},                                 # one diagonal block per chunk
+    **{f"short-T{n}": dict(tuning=asdict(triton_ops.SHORT_TUNING), length=n, seed=SEED + n)
+       for n in (33, 130)},
     "repeated-keys-T130": dict(tuning=asdict(triton_ops.TUNING), length=130, seed=SEED, repeated_keys=True),
 }
 
@@ -121,7 +122,8 @@ def argument_type(name: str) -> str:
 
 @pytest.mark.parametrize("config", [QWEN35_0_8B, QWEN35_GROUPED_VALUE], ids=lambda c: c.name)
 def test_kernels_compile_for_sm90_without_spills(config):
-    for kernel, launch in triton_ops.delta_rule_launches(config, triton_ops.TUNING).items():
+    for kernel, launch in [item for tuning in (triton_ops.TUNING, triton_ops.SHORT_TUNING)
+                           for item in triton_ops.delta_rule_launches(config, tuning).items()]:
         used = sm90_resources(kernel, launch)
         print(f"{kernel.__name__}: {used}")
         assert used["stack"] == 0, f"{kernel.__name__} spills registers: {used}"

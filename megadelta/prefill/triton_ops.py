@@ -34,7 +34,7 @@ Everything the state depends on stays float32 (tf32 products). Launch shapes
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -161,7 +161,7 @@ def qk_norm_rope(x: Tensor, weight: Tensor, eps: float, cos: Tensor, sin: Tensor
 
 @dataclass(frozen=True)
 class DeltaNetTuning:
-    """Launch shape of the delta-rule kernels (``deltanet`` reads ``TUNING``);
+    """Launch shape of the delta-rule kernels (``deltanet`` takes ``tuning_for`` the length);
     ``python -m megadelta.prefill.tune_deltanet`` times candidates against each other.
     Every size is a power of two, at least 16."""
     chunk: int = 64               # tokens per chunk
@@ -193,7 +193,18 @@ class DeltaNetTuning:
             raise ValueError(f"DeltaNetTuning.state_stages must be >= 1, got {self.state_stages}")
 
 
+# Launch shapes by prompt length, from tune_deltanet on an H100: chunks of 32
+# below SHORT_PROMPT tokens (T=520: 66.7 against 71.9 us a layer; twice the
+# programs in the parallel kernels), of 64 from there (T=2048: 194 against 209
+# us; the state pass has half the chunks to walk). Only these two lengths were
+# measured; the boundary sits between them.
+SHORT_PROMPT = 1024
 TUNING = DeltaNetTuning()
+SHORT_TUNING = replace(TUNING, chunk=32)
+
+
+def tuning_for(seq_len: int) -> DeltaNetTuning:
+    return SHORT_TUNING if seq_len < SHORT_PROMPT else TUNING
 
 
 @triton.jit
@@ -425,11 +436,13 @@ class _ChunkForms(NamedTuple):
 
 
 def deltanet(proj: Tensor, conv_state: Tensor, deltanet_state: Tensor, w: DeltaNetWeights,
-             c: ModelConfig) -> Tensor:
+             c: ModelConfig, tuning: DeltaNetTuning | None = None) -> Tensor:
+    """``tuning``: the launch shapes; by default ``tuning_for`` the prompt's length."""
     _check_power_of_two(key_head_dim=c.linear_key_head_dim, value_head_dim=c.linear_value_head_dim)
     assert proj.stride(1) == 1 and deltanet_state.is_contiguous() and conv_state.is_contiguous()
-    launches = delta_rule_launches(c, TUNING)
-    _check_int32_offsets(proj, c, TUNING.chunk)
+    tuning = tuning or tuning_for(proj.shape[0])
+    launches = delta_rule_launches(c, tuning)
+    _check_int32_offsets(proj, c, tuning.chunk)
     chunks = _chunk_forms(proj, conv_state, w, c, launches)
     chunk_states, v_new = _carry_state(chunks, deltanet_state, launches[_deltanet_state_kernel])
     return _chunk_outputs(chunks, chunk_states, v_new, proj.shape[0], launches[_deltanet_output_kernel])

@@ -98,8 +98,8 @@ def random_layer(c: ModelConfig, seq_len: int, device: torch.device | str, proj_
 class Layer:
     """One random layer input of length T and the float32 definition's results on it."""
 
-    def __init__(self, c: ModelConfig, tensors: dict[str, Tensor]):
-        self.config = c
+    def __init__(self, c: ModelConfig, tensors: dict[str, Tensor], tuning: DeltaNetTuning):
+        self.config, self.tuning = c, tuning
         self.proj, self.conv_state, self.state = tensors["proj"], tensors["conv_state"], tensors["state"]
         self.weights = DeltaNetWeights(in_proj=None, conv=tensors["conv"], a_log=tensors["a_log"],
                                        dt_bias=tensors["dt_bias"], norm=None, out_proj=None)
@@ -116,7 +116,7 @@ class Layer:
                     out_ref=out_ref, conv_ref=conv_ref, state_ref=state_ref)
 
     def run(self, conv_state: Tensor, state: Tensor) -> Tensor:
-        return triton_ops.deltanet(self.proj, conv_state, state, self.weights, self.config)
+        return triton_ops.deltanet(self.proj, conv_state, state, self.weights, self.config, self.tuning)
 
     def errors(self) -> dict[str, float]:
         """Relative errors (float64) of one Triton run from the same incoming states."""
@@ -185,10 +185,9 @@ def run_one(config: ModelConfig, tuning: DeltaNetTuning, inputs: Path, lengths: 
             per_kernel: bool) -> None:
     """Measures ``tuning`` at each length; prints one RESULT line per length as
     soon as it is known, so a later crash does not lose it."""
-    triton_ops.TUNING = tuning
     for n in lengths:
         try:
-            layer = Layer(config, torch.load(inputs / f"T{n}.pt", map_location="cuda"))
+            layer = Layer(config, torch.load(inputs / f"T{n}.pt", map_location="cuda"), tuning)
             result = measure(layer, warmup, reps, per_kernel)
         except Exception as e:   # out of resources, compile errors; a dead context fails every later length too
             first_line = (str(e).strip().splitlines() or [""])[0][:300]
