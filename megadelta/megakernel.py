@@ -25,7 +25,7 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import RESIDUAL_COPIES, STAGE_CLOCK_WORDS, THREADS, check_supported
+from .kernels.codegen import STAGE_CLOCK_WORDS, THREADS, check_supported
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -103,7 +103,7 @@ class KernelBuffers:
         check_mlp_slice(c, grid)
         vec_max = max(c.hidden_size, c.value_dim, c.q_size)
         self.scratch = {
-            "x": torch.empty(2, RESIDUAL_COPIES, c.hidden_size, dtype=f32, device=device),   # mlp.cuh
+            "x": torch.empty(2, c.hidden_size, dtype=f32, device=device),   # two residual buffers
             "proj": torch.empty(proj_rows, dtype=f32, device=device),
             "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
             "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),

@@ -17,8 +17,6 @@ DELTANET_COLUMN_TILE = 32
 # Threads per block and warps per block (kept in step with common.cuh).
 THREADS = 256
 WARPS = THREADS // 32
-# Copies the residual stream is kept in, summed by its readers (kept in step with mlp.cuh).
-RESIDUAL_COPIES = 8
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
 # points inside a stage it times (common.cuh: STAGE_CLOCK_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512

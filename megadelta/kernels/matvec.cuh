@@ -212,16 +212,11 @@ struct VectorSlices {
 };
 
 __device__ __forceinline__ float4 load4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
-
-// What load_rms_normed reads: `float4 load4(int i) const`, elements [i, i + 4).
-// A bf16 row that never changes during a launch (the embedding).
-struct Bf16Row {
-    const bf16_t* row;
-    __device__ __forceinline__ float4 load4(int i) const {
-        const uint2 u = *reinterpret_cast<const uint2*>(row + i);
-        return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
-    }
-};
+// Four bf16 (the embedding row) as floats.
+__device__ __forceinline__ float4 load4(const bf16_t* p) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
+}
 __device__ __forceinline__ float4 scale4(float4 v, float4 s, float k) {
     return make_float4(v.x * s.x * k, v.y * s.y * k, v.z * s.z * k, v.w * s.w * k);
 }
@@ -229,8 +224,8 @@ __device__ __forceinline__ float4 scale4(float4 v, float4 s, float k) {
 // xs (permuted, see vec_slot) = x * rsqrt(mean(x^2) + eps) * scale: the
 // zero-centred RMSNorm with scale = 1 + w folded in by the host. The scale is
 // loaded with x, in the same round trip. If `copy` is set, x also goes there.
-template <int K, class Vector>
-__device__ __forceinline__ void load_rms_normed(const Vector& x, const float* scale, float* xs, float* scratch,
+template <int K, class T>
+__device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, float* xs, float* scratch,
                                                 float* copy = nullptr) {
     using V = VectorSlices<K>;
     float4 v[V::PER_THREAD], w[V::PER_THREAD];
@@ -238,7 +233,7 @@ __device__ __forceinline__ void load_rms_normed(const Vector& x, const float* sc
     for (int i = 0; i < V::PER_THREAD; ++i) {
         const int j = thread_id() + i * THREADS;
         if (j < V::N4) {
-            v[i] = x.load4(4 * j);
+            v[i] = load4(x + 4 * j);
             w[i] = __ldg(reinterpret_cast<const float4*>(scale) + j);
         }
     }

@@ -12,21 +12,16 @@
 #include "mlp.cuh"
 
 // The normed input of a layer in s.vec. Layer 0 takes the token's embedding
-// row, and starts the residual stream from it: block 0 stores it as copy 0, the
-// other copies are cleared. Every layer also clears the stream its MLP
-// accumulates into; the last reader of both was a stage at least one grid
-// barrier ago (the previous layer's MLP, or the output projection).
+// row; block 0 also stores it as the residual stream. Also clears the buffer
+// the layer's MLP accumulates into.
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
                                                  int token, Smem& s) {
-    const ResidualStream x = residual_stream(p, layer);
-    residual_stream(p, layer + 1).clear(0);
-    if (layer > 0) {
-        load_rms_normed<HIDDEN>(x, L.input_norm, s.vec, s.scratch);
-    } else {
-        x.clear(1);
-        load_rms_normed<HIDDEN>(Bf16Row{p.embed + (size_t)token * HIDDEN}, L.input_norm, s.vec, s.scratch,
-                                blockIdx.x == 0 ? x.copy(0) : nullptr);
-    }
+    clear_next_residual(p, layer);
+    if (layer > 0)
+        load_rms_normed<HIDDEN>(residual_stream(p, layer), L.input_norm, s.vec, s.scratch);
+    else
+        load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch,
+                                blockIdx.x == 0 ? residual_stream(p, 0) : nullptr);
 }
 
 // The staged matrices, in the order the stages read them. Each weight stage
@@ -62,7 +57,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    float* x = residual_stream(p, layer).copy(0);
+    float* x = residual_stream(p, layer);
     const RowInputs<1> residual = fetch_residual<VALUE_DIM>(x, w_out);
     deltanet_gated_norm(p, L, s);
     stage_gate_up(p, L, s);
@@ -84,7 +79,7 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     attention_combine(p, pos);
     grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    float* x = residual_stream(p, layer).copy(0);
+    float* x = residual_stream(p, layer);
     const RowInputs<1> residual = fetch_residual<Q_SIZE>(x, w_out);
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
     stage_gate_up(p, L, s);

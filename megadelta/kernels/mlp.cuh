@@ -1,17 +1,11 @@
 // SwiGLU MLP in one stage (one grid barrier): each block owns a slice of
 // h = silu(gate . n) * (up . n), n = rmsnorm(x), and the matching rows of
 // W_down^T, so it multiplies its own slice into a partial x' = W_down[:, slice] . h
-// (split-K) and adds it into the next residual stream with vector atomics; h
-// never leaves the block. Block 0 also adds x itself.
+// (split-K) and adds it into the next residual buffer with vector atomics; h
+// never leaves the block. The next buffer was cleared by the layer's first
+// stage, and one block also adds the residual itself.
 //   up:   gate and up rows interleaved, so one warp produces both halves of h[i]
 //   down: thread t owns output columns 4t + [0, 4) (and every 4 * THREADS after)
-//
-// The residual stream is RESIDUAL_COPIES buffers whose sum is x: block b adds
-// into copy b % RESIDUAL_COPIES, so each address takes grid / RESIDUAL_COPIES
-// atomic additions instead of grid (atomics on one address serialise in L2:
-// with a single copy the slowest block reached the barrier 4 us after the
-// mean, v10 in docs/perf-notes.md). Readers of the whole vector sum the
-// copies; the output projections add into copy 0 in place.
 #pragma once
 #include "matvec.cuh"
 #include "params.cuh"
@@ -24,37 +18,18 @@ constexpr int DOWN_ROWS = UP_ROWS / 2;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
 
-#define RESIDUAL_COPIES 8   // kept in step with codegen.RESIDUAL_COPIES
+// The residual stream that layer `layer` reads (and its mixer adds to); its
+// MLP accumulates into residual_stream(p, layer + 1).
+__device__ __forceinline__ float* residual_stream(const Params& p, int layer) {
+    return p.x + (layer & 1) * HIDDEN;
+}
 
-struct ResidualStream {
-    float* base;   // [RESIDUAL_COPIES, HIDDEN]
-    __device__ __forceinline__ float* copy(int c) const { return base + c * HIDDEN; }
-    // x[i, i + 4): every copy's load issued before the first add (one round trip).
-    __device__ __forceinline__ float4 load4(int i) const {
-        float4 v[RESIDUAL_COPIES];
-#pragma unroll
-        for (int c = 0; c < RESIDUAL_COPIES; ++c) v[c] = ::load4(copy(c) + i);
-#pragma unroll
-        for (int c = 1; c < RESIDUAL_COPIES; ++c) {
-            v[0].x += v[c].x;
-            v[0].y += v[c].y;
-            v[0].z += v[c].z;
-            v[0].w += v[c].w;
-        }
-        return v[0];
-    }
-    // Zero copies [first, RESIDUAL_COPIES), spread over the blocks.
-    __device__ __forceinline__ void clear(int first) const {
-        for (int c = first + blockIdx.x; c < RESIDUAL_COPIES; c += gridDim.x)
-            for (int i = 4 * thread_id(); i < HIDDEN; i += 4 * THREADS)
-                *reinterpret_cast<float4*>(copy(c) + i) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-};
-
-// The residual stream layer `layer` reads (its mixer adds into copy 0); its MLP
-// accumulates into residual_stream(p, layer + 1), the other of two.
-__device__ __forceinline__ ResidualStream residual_stream(const Params& p, int layer) {
-    return {p.x + (layer & 1) * RESIDUAL_COPIES * HIDDEN};
+// In the layer's first stage: clear the buffer its MLP will accumulate into.
+// Its last reader was the previous layer's MLP stage, a grid barrier ago.
+__device__ __forceinline__ void clear_next_residual(const Params& p, int layer) {
+    if (blockIdx.x != gridDim.x - 1) return;
+    float4* next = reinterpret_cast<float4*>(residual_stream(p, layer + 1));
+    for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) next[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
 // s.vec holds rmsnorm(x); the block's slice of h goes to s.mlp_h.
@@ -87,10 +62,10 @@ __device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L,
     const int n_h = max(0, min(st.units * DOWN_ROWS, INTERMEDIATE - h0));
     const int n_staged = min(st.staged * DOWN_ROWS, n_h);
     const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
-    const ResidualStream x = residual_stream(p, layer);
-    float* next = residual_stream(p, layer + 1).copy(blockIdx.x % RESIDUAL_COPIES);
+    const float* x = residual_stream(p, layer);
+    float* next = residual_stream(p, layer + 1);
     for (int col = 4 * thread_id(); col < HIDDEN; col += 4 * THREADS) {
-        float4 acc = blockIdx.x == 0 ? x.load4(col) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float4 acc = blockIdx.x == 0 ? load4(x + col) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 4
         for (int i = 0; i < n_h; ++i) {
             const uint2 w = down_weights4(i < n_staged ? staged + (size_t)i * HIDDEN : nullptr,

@@ -29,8 +29,8 @@ struct Params {
     bf16_t* k_cache;              // [n_attention, N_KV_HEADS, max_seq, HEAD_DIM]
     bf16_t* v_cache;
     // scratch, float32
-    float* x;                     // [2, RESIDUAL_COPIES, HIDDEN] residual streams: layer l reads
-                                  // stream l % 2, its MLP accumulates into the other (mlp.cuh)
+    float* x;                     // [2, HIDDEN] residual stream: layer l reads buffer l % 2 and
+                                  // its MLP accumulates into the other (residual_stream)
     float* proj;                  // [PROJ_ROWS_MAX] input projections (after conv + SiLU for q|k|v)
     float* mixer_out;             // [VEC_MAX] delta-rule output / gated attention output
     float* attn_partial;          // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] flash-decoding partials
