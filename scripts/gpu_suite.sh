@@ -14,7 +14,7 @@
 #   1. megakernel smoke check (compile, 16 steps vs the reference, one greedy launch; watchdog)
 #   2. benchmark: megakernel (with fast prefill) and transformers eager, same checkpoint, same run
 #   3. megakernel timing against the floor, with the stage clock's breakdown
-#   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel alone
+#   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel and transformers eager
 #   5. every GPU test
 #   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
 #   7. delta-rule kernel sweep: candidate tunings of the prefill's gated delta rule
@@ -68,8 +68,8 @@ if [ "$megakernel_ok" = 1 ]; then
             --out "$OUT/timing.json"
     fi
     if [ -z "${SKIP_BENCH:-}" ] && want 4; then
-        log "4. long-context benchmark"
-        bench 200 --systems megadelta-megakernel ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
+        log "4. long-context benchmark: $systems"
+        bench 420 --systems "$systems" ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
     fi
 fi
 
