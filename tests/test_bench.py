@@ -328,7 +328,8 @@ def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     assert pp["runs"] == 3 and pp["skipped"] is None and len(pp["seconds"]) == 3
     assert all(s >= 0.008 for s in pp["seconds"])
     assert pp["tok_s_median"] <= 4 / 0.008
-    assert pp["kernel_launches_per_step"] == 3 and pp["warmup_runs"] == 2
+    assert pp["kernel_launches_per_step"] is None and pp["warmup_runs"] == 2   # not a decode step
+    assert by["sleepy", "tg3"]["kernel_launches_per_step"] == 3
     assert pp["joules_per_token"] is None and "CPU run" in pp["energy_skipped"]
     assert by["absent", "tg3"]["skipped"] == "not on this machine"
     assert by["unasked", "pp4"]["skipped"] == "not requested"

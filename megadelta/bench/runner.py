@@ -187,8 +187,9 @@ class RunContext:
         except Exception as e:  # one failing peer must not lose the whole run; it is reported
             console.print(f"[red]{system.name} {w.name} failed: {type(e).__name__}: {e}[/]")
             return skipped_entry(system.name, w, f"failed: {type(e).__name__}: {e}")
-        entry = self.result_entry(system.name, w, runs, system.kernel_launches_per_step,
-                                  warmup=max(self.opts.warmup, system.min_warmup))
+        # Launches per decode step: a prefill is not a step (the fast one replays a graph of hundreds).
+        launches = system.kernel_launches_per_step if w.kind == "tg" else None
+        entry = self.result_entry(system.name, w, runs, launches, warmup=max(self.opts.warmup, system.min_warmup))
         console.print(f"{system.name} {w.name}: {entry['tok_s_median']:,.1f} tok/s "
                       f"± {entry['tok_s_std']:,.1f}")
         return entry
