@@ -308,29 +308,34 @@ def _unit_lower_inverse(a, scratch_ptr, C: tl.constexpr, SUB: tl.constexpr, LOG2
     r = tl.arange(0, SUB)[None, :, None]
     c = tl.arange(0, SUB)[None, None, :]
     diag = b * SUB * C + r * C + b * SUB + c
-    # Each block B is nilpotent (B^SUB = 0): (I + B)^-1 = (I - B)(I + B^2)(I + B^4)...,
-    # LOG2_SUB - 1 squarings, in float32 (not tf32): the powers' entries can grow
-    # to ~C(SUB-1, SUB/2) before they cancel. Batched products replace a chain of
-    # SUB - 1 dependent row updates (each a cross-warp reduction).
-    power = tl.load(scratch_ptr + diag)
-    inv = tl.where(r == c, 1.0, 0.0) - power
-    for _ in tl.static_range(LOG2_SUB - 1):
-        power = tl.dot(power, power, input_precision="ieee")
-        inv += tl.dot(inv, power, input_precision="ieee")
+    # Each block B is nilpotent (B^SUB = 0): its series in float32 (not tf32), since
+    # the powers' entries can grow to ~C(SUB-1, SUB/2) before they cancel. Batched
+    # products replace a chain of SUB - 1 dependent row updates (each a cross-warp
+    # reduction).
+    inv = _inverse_series(tl.load(scratch_ptr + diag), tl.where(r == c, 1.0, 0.0), LOG2_SUB - 1, "ieee")
     tl.debug_barrier()
     tl.store(scratch_ptr + diag, inv)
     tl.debug_barrier()
     same_block = (i[:, None] // SUB) == (i[None, :] // SUB)
     d_inv = tl.load(scratch_ptr + tile, mask=same_block, other=0.0)
-    # I + a = D (I + N) with N = D^-1 L, L the strictly block-lower part; N^NB = 0, so
-    # (I + N)^-1 = sum_k (-N)^k = (I - N)(I + N^2)(I + N^4)...
+    # I + a = D (I + N) with N = D^-1 L, L the strictly block-lower part; N^NB = 0.
     below = tl.where((i[:, None] // SUB) > (i[None, :] // SUB), a, 0.0)
-    power = -tl.dot(d_inv, below, input_precision=DOT)
-    series = tl.where(i[:, None] == i[None, :], 1.0, 0.0) + power
-    for _ in tl.static_range(LOG2_BLOCKS - 1):
-        power = tl.dot(power, power, input_precision=DOT)
-        series += tl.dot(series, power, input_precision=DOT)
+    series = _inverse_series(tl.dot(d_inv, below, input_precision=DOT), tl.where(i[:, None] == i[None, :], 1.0, 0.0),
+                             LOG2_BLOCKS - 1, DOT)
     return tl.dot(series, d_inv, input_precision=DOT)
+
+
+@triton.jit
+def _inverse_series(n, eye, STEPS: tl.constexpr, DOT: tl.constexpr):
+    """(I + n)^-1 = sum_k (-n)^k = (I - n)(I + n^2)(I + n^4)... for a nilpotent n
+    with n^(2^(STEPS+1)) = 0: STEPS squarings. ``n`` is a tile or a batch of
+    tiles, ``eye`` the identity that broadcasts against it."""
+    inv = eye - n
+    power = n
+    for _ in tl.static_range(STEPS):
+        power = tl.dot(power, power, input_precision=DOT)
+        inv += tl.dot(inv, power, input_precision=DOT)
+    return inv
 
 
 @triton.jit
