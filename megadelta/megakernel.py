@@ -25,7 +25,7 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import STAGE_CLOCK_WORDS, THREADS, check_supported
+from .kernels.codegen import DELTANET_COLUMN_TILE, STAGE_CLOCK_WORDS, THREADS, check_supported
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -83,7 +83,7 @@ def check_mlp_slice(config: ModelConfig, grid: int) -> None:
     """A block keeps its slice of the MLP's h in shared memory, in MLP_H_SLOTS
     (smem.cuh) floats; a slice is at most ceil(intermediate / grid) entries plus
     the rounding of its units (under 8)."""
-    slots = config.linear_key_head_dim * 32
+    slots = config.linear_key_head_dim * DELTANET_COLUMN_TILE   # MLP_H_SLOTS shares s.dn_tile's floats
     if -(-config.intermediate_size // grid) + 8 > slots:
         raise ValueError(f"{config.name}: a grid of {grid} blocks leaves MLP slices larger than the "
                          f"{slots} shared-memory slots of the megakernel")

@@ -43,7 +43,6 @@ __device__ __forceinline__ int grid_warps() {
 }
 
 // ---- bf16 <-> float -------------------------------------------------------
-__device__ __forceinline__ float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
 __device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
 
@@ -52,10 +51,6 @@ __device__ __forceinline__ bf16_t float_to_bf16(float f) {
     unsigned u = __float_as_uint(f);
     u += 0x7fffu + ((u >> 16) & 1u);
     return (bf16_t)(u >> 16);
-}
-
-__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
-    return (unsigned)float_to_bf16(lo) | ((unsigned)float_to_bf16(hi) << 16);
 }
 
 // ---- loads ----------------------------------------------------------------

@@ -100,7 +100,6 @@ inline float4 __ldcg(const float4* p) {
     return v;
 }
 
-inline float bf16_to_float(bf16_t b) { return __uint_as_float((unsigned)b << 16); }
 inline float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
 inline float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
 inline bf16_t float_to_bf16(float f) {

@@ -51,7 +51,7 @@ __device__ __forceinline__ void init_pipeline(Pipeline& pipe) {
     __syncthreads();
 }
 
-template <int K, int R>
+template <int R>
 __device__ __forceinline__ Stage block_share(int n_rows) {
     const int n_units = (n_rows + R - 1) / R;
     const int u0 = (int)((long long)n_units * blockIdx.x / gridDim.x);
@@ -80,7 +80,7 @@ template <int K, int R>
 __device__ __forceinline__ void stage_matrix(Pipeline& pipe, unsigned staging_bytes, const bf16_t* W,
                                              int n_rows, unsigned max_bytes = 0xffffffffu) {
     constexpr unsigned UNIT_BYTES = R * K * sizeof(bf16_t);
-    Stage st = block_share<K, R>(n_rows);
+    Stage st = block_share<R>(n_rows);
     const unsigned room = min(staging_bytes - pipe.pending_bytes, max_bytes);
     st.staged = min(st.units, (int)(room / UNIT_BYTES));
     const unsigned bytes = st.staged * UNIT_BYTES;
