@@ -18,6 +18,8 @@
 #   5. every GPU test
 #   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
 #   7. delta-rule kernel sweep: candidate tunings of the prefill's gated delta rule
+#   8. Nsight Compute profile of one 16-step decode launch: warp stall reasons,
+#      per-instruction samples (PROFILE_OPTIONS: NVRTC options of the build)
 # A failing stage is logged and the rest still run (a failed smoke check skips
 # the megakernel's own stages); the exit status is 1 if any stage failed.
 # $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown
@@ -90,5 +92,18 @@ if want 7; then
     log "7. delta-rule kernel sweep"
     run timeout 240 python3 -m megadelta.prefill.tune_deltanet --out "$OUT/deltanet-tuning.json"
 fi
+if [ "$megakernel_ok" = 1 ] && want 8; then
+    log "8. decode megakernel under Nsight Compute"
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+    run timeout 300 "$ncu" --clock-control none -k regex:megadelta_decode --launch-skip 1 --launch-count 1 \
+        --section WarpStateStats --section SchedulerStats --section InstructionStats \
+        --section MemoryWorkloadAnalysis --section SourceCounters --import-source no \
+        -f -o "$OUT/decode" python3 -m megadelta.kernels.profile ${PROFILE_OPTIONS:-}
+    "$ncu" --import "$OUT/decode.ncu-rep" --page details --print-details all > "$OUT/decode-details.txt" \
+        2>> "$OUT/suite.log" || { status=1; log "ncu report failed"; }
+    "$ncu" --import "$OUT/decode.ncu-rep" --page source --print-source sass --csv > "$OUT/decode-sass.csv" \
+        2>> "$OUT/suite.log" || log "no per-instruction page"
+fi
+
 log "done, status $status"
 exit $status
