@@ -18,10 +18,12 @@ DELTANET_COLUMN_TILE = 32
 THREADS = 256
 WARPS = THREADS // 32
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
-# points inside a stage it times (common.cuh: STAGE_CLOCK_SLOTS, enum StagePoint).
+# points between two barriers it times, (max, sum, kind + 1) each (common.cuh:
+# STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
+STAGE_POINT_SLOTS = 16
 STAGE_POINTS = ("issued", "input", "landed", "done")
-STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 2 * len(STAGE_POINTS) * STAGE_CLOCK_SLOTS
+STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
 
 
 class UnsupportedShapeError(ValueError):

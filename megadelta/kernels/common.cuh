@@ -161,6 +161,49 @@ __device__ __forceinline__ void red_add4(float* p, float4 v) {
 #endif
 }
 
+// ---- tagged hand-offs between blocks -----------------------------------------
+// Inside a layer, a value another block waits for is published with the layer's
+// tag in one 8-byte word (float bits low, tag high), stored and loaded whole.
+// The consumer's load is its wait: it loads until the tag is the one it expects.
+// The producer needs no fence and nobody a grid barrier: the tag and the value
+// cannot be seen apart, and each word is written once per layer (the grid barrier
+// at the end of every layer keeps a layer's writes from overtaking the last
+// layer's reads). The host never repeats a tag while a buffer may hold it
+// (KernelBuffers.take_tags); buffers start zeroed and tag 0 is never used.
+typedef u64 tagged_t;
+
+// More polls than this (several seconds) means the value will never come (a bug).
+#define TAG_MAX_POLLS (1u << 24)
+
+__device__ __forceinline__ void publish(tagged_t* p, float v, unsigned tag) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;"
+                 :: "l"(p), "l"(((u64)tag << 32) | __float_as_uint(v)) : "memory");
+}
+
+__device__ __forceinline__ tagged_t load_tagged(const tagged_t* p) {
+    tagged_t w;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
+    return w;
+}
+
+// Two consecutive words (16-byte aligned); each is loaded whole.
+__device__ __forceinline__ void load_tagged2(const tagged_t* p, tagged_t& a, tagged_t& b) {
+    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
+}
+
+// The value of `w`, loaded from p, once it carries `tag` (loading again until then).
+__device__ __forceinline__ float settle(const tagged_t* p, tagged_t w, unsigned tag) {
+    for (unsigned polls = 0; (unsigned)(w >> 32) != tag; ++polls) {
+        if (polls == TAG_MAX_POLLS) __trap();
+        w = load_tagged(p);
+    }
+    return __uint_as_float((unsigned)w);
+}
+
+__device__ __forceinline__ float await_value(const tagged_t* p, unsigned tag) {
+    return settle(p, load_tagged(p), tag);
+}
+
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -249,14 +292,16 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 // barrier, the global-timer time the last block arrived and the time block 0
 // left, in a ring of STAGE_CLOCK_SLOTS (last, left) pairs after counter[2]
 // indexed by the barrier's number. Stage i's time is last[i] - left[i-1]; the
-// barrier's own latency is left[i] - last[i]. Inside a stage, each block also
-// times the StagePoints it passes from the moment it left the previous barrier;
-// per barrier and point the ring after the pairs holds the maximum over blocks
-// and the sum (the host divides by the grid).
+// barrier's own latency is left[i] - last[i]. Between two barriers (a layer
+// holds several stages), each block also times the StagePoints it passes, in the
+// order passed (up to STAGE_POINT_SLOTS), from the moment it left the previous
+// barrier; per barrier and point the ring after the pairs holds the maximum
+// over blocks, the sum (the host divides by the grid) and the point's kind + 1.
 #ifndef STAGE_CLOCK
 #define STAGE_CLOCK 0
 #endif
 #define STAGE_CLOCK_SLOTS 512
+#define STAGE_POINT_SLOTS 16
 
 enum StagePoint {
     POINT_ISSUED,   // the next stage's copies are issued
@@ -272,11 +317,12 @@ __device__ __forceinline__ u64 global_timer_ns() {
     return t;
 }
 
-// When this block left its last barrier, that barrier's number, and the
-// barrier counter the ring follows (thread 0's).
+// When this block left its last barrier, that barrier's number, the barrier
+// counter the ring follows and the points passed since (thread 0's).
 struct StageStart {
     u64 time, number;
     u64* counter;
+    unsigned points;
 };
 __device__ __forceinline__ StageStart& stage_start() {
     __shared__ StageStart start;
@@ -285,19 +331,22 @@ __device__ __forceinline__ StageStart& stage_start() {
 
 __device__ __forceinline__ void stage_point(StagePoint point) {
     if (STAGE_CLOCK && thread_id() == 0) {
-        const StageStart& start = stage_start();
+        StageStart& start = stage_start();
         const u64 elapsed = global_timer_ns() - start.time;
+        const unsigned k = start.points++;
+        if (k >= STAGE_POINT_SLOTS) return;
         u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
-                    + ((start.number + 1) % STAGE_CLOCK_SLOTS) * 2 * STAGE_POINTS + 2 * point;
+                    + ((start.number + 1) % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
         atomicMax(slot, elapsed);
         atomicAdd(slot + 1, elapsed);
+        slot[2] = point + 1;
     }
 }
 
 // At launch: the first stage starts now, after barrier number counter / grid - 1.
 __device__ __forceinline__ void stage_clock_init(u64* counter) {
     if (STAGE_CLOCK && thread_id() == 0)
-        stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter};
+        stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter, 0u};
 }
 
 // counter[0] counts arrivals; counter[1] holds the host-mapped address the
@@ -314,7 +363,7 @@ __device__ __forceinline__ void grid_barrier(u64* counter) {
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
         if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
-        if (STAGE_CLOCK) stage_start() = {global_timer_ns(), number, counter};
+        if (STAGE_CLOCK) stage_start() = {global_timer_ns(), number, counter, 0u};
     }
     __syncthreads();
 }
