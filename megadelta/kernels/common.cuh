@@ -191,10 +191,18 @@ __device__ __forceinline__ void load_tagged2(const tagged_t* p, tagged_t& a, tag
     asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
 }
 
+// Between two polls of a value that is not there yet, a thread sleeps this
+// long: every block polls the same few L2 lines, and polls that never pause
+// crowd out the stores they wait for.
+#ifndef TAG_POLL_SLEEP_NS
+#define TAG_POLL_SLEEP_NS 0
+#endif
+
 // The value of `w`, loaded from p, once it carries `tag` (loading again until then).
 __device__ __forceinline__ float settle(const tagged_t* p, tagged_t w, unsigned tag) {
     for (unsigned polls = 0; (unsigned)(w >> 32) != tag; ++polls) {
         if (polls == TAG_MAX_POLLS) __trap();
+        if (TAG_POLL_SLEEP_NS > 0) __nanosleep(TAG_POLL_SLEEP_NS);
         w = load_tagged(p);
     }
     return __uint_as_float((unsigned)w);
@@ -308,6 +316,9 @@ enum StagePoint {
     POINT_INPUT,    // the input vector is in shared memory
     POINT_LANDED,   // this stage's staged weights have landed
     POINT_DONE,     // every thread reached the barrier at the end of the stage
+    POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
+    POINT_NORMED,   // its norm is known (after the block reduction)
+    POINT_HANDED,   // a stage's outputs are out (thread 0's)
     STAGE_POINTS
 };
 

@@ -204,6 +204,7 @@ __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const Layer
             o[e] = settle(o_in + 32 * e, o_raw[e], tag);
             z[e] = settle(z_in + 32 * e, z_raw[e], tag);
         }
+        stage_point(POINT_LOADED);
 #pragma unroll
         for (int e = 0; e < PER_LANE; ++e) ss += o[e] * o[e];
         const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);

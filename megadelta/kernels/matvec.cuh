@@ -273,6 +273,7 @@ __device__ __forceinline__ void load_rms_normed(const Source& x, const float* sc
         if (VectorPart<K, Source>::index(i) < V::N4)
             w[i] = __ldg(reinterpret_cast<const float4*>(scale) + VectorPart<K, Source>::index(i));
     const VectorPart<K, Source> part(x);
+    stage_point(POINT_LOADED);
     float ss = 0.0f;
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i)
@@ -280,6 +281,7 @@ __device__ __forceinline__ void load_rms_normed(const Source& x, const float* sc
             ss += part.v[i].x * part.v[i].x + part.v[i].y * part.v[i].y + part.v[i].z * part.v[i].z
                   + part.v[i].w * part.v[i].w;
     const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
+    stage_point(POINT_NORMED);
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i)
         if (part.index(i) < V::N4)
@@ -292,6 +294,7 @@ template <int K, class Source>
 __device__ __forceinline__ void load_vector(const Source& x, float* xs) {
     using V = VectorSlices<K>;
     const VectorPart<K, Source> part(x);
+    stage_point(POINT_LOADED);
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i)
         if (part.index(i) < V::N4) *reinterpret_cast<float4*>(xs + vec_slot(4 * part.index(i))) = part.v[i];

@@ -58,8 +58,10 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
     wait_staged(s.pipe, w_in);
     deltanet_project(p, L, slot, tag, w_in, conv_in, s);
+    stage_point(POINT_HANDED);
     __syncthreads();
     deltanet_recurrence(p, L, slot, tag, s);
+    stage_point(POINT_HANDED);
     __syncthreads();
     const Stage w_out = s.pipe.pending;
     const ResidualRows rows = layer_residual(p, layer, token, tag);
@@ -68,6 +70,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     stage_gate_up(p, L, s);
     wait_staged(s.pipe, w_out);
     project_and_add_residual<VALUE_DIM>(p, tag, rows, w_out, L.w_out, residual, s);
+    stage_point(POINT_HANDED);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
@@ -102,6 +105,7 @@ __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L
     stage_matrix<HIDDEN, DOWN_ROWS>(s.pipe, staging_bytes(p), L.w_down_t, INTERMEDIATE);
     const Stage w_down_t = s.pipe.pending;
     mlp_up(L, w_gate_up, s);
+    stage_point(POINT_HANDED);
     __syncthreads();   // every warp has read the gate/up share before copies overwrite it
     if (layer + 1 == N_LAYERS)
         stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
