@@ -42,11 +42,10 @@ class Params(ctypes.Structure):
     """struct Params of params.cuh, field for field."""
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
-        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "x_mid", "proj",
+        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
         "mixer_out", "attn_partial", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
-        "n_stop", "max_seq", "first_token", "position", "n_steps")] + [
-        ("tag_base", ctypes.c_uint32), ("shared_bytes", ctypes.c_int32)]
+        "n_stop", "max_seq", "first_token", "position", "n_steps", "shared_bytes")]
 
 
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
@@ -92,18 +91,11 @@ def check_mlp_slice(config: ModelConfig, grid: int) -> None:
 
 class KernelBuffers:
     """Everything the kernel reads besides the state: packed weights, the layer
-    pointer table and scratch sized for ``grid`` blocks. Shared by the CUDA
-    backend and the CPU emulator (``kernels/emulate.py``).
-
-    The ``tagged`` scratch holds (value, tag) words (common.cuh): each launch
-    takes a fresh run of tags, one per layer of each step, so that no word left
-    by an earlier launch can pass for a new one; when the 32-bit tags would run
-    out the buffers are zeroed and the count starts over at 1 (0 marks "never
-    written")."""
+    pointer table and float32 scratch sized for ``grid`` blocks. Shared by the
+    CUDA backend and the CPU emulator (``kernels/emulate.py``)."""
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, grid: int):
         c, f32 = config, torch.float32
-        self.n_layers = c.num_hidden_layers
         self.globals, self.layers = pack_weights(config, weights, device)
         self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
                                         dtype=torch.int64).to(device)
@@ -112,43 +104,31 @@ class KernelBuffers:
         vec_max = max(c.hidden_size, c.value_dim, c.q_size)
         self.scratch = {
             "x": torch.empty(2, c.hidden_size, dtype=f32, device=device),   # two residual buffers
+            "proj": torch.empty(proj_rows, dtype=f32, device=device),
+            "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
+            "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
         }
-        self.tagged = {name: torch.zeros(n, dtype=torch.int64, device=device) for name, n in (
-            ("x_mid", c.hidden_size), ("proj", proj_rows), ("mixer_out", vec_max),
-            ("attn_partial", grid * c.queries_per_kv_head * (c.head_dim + 2)))}
-        self.next_tag = 1
         self.logits = torch.empty(c.vocab_size, dtype=f32, device=device)
         self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
 
-    def take_tags(self, n_steps: int) -> int:
-        """The first of the ``n_steps * layers`` tags a launch uses."""
-        n = n_steps * self.n_layers
-        if self.next_tag + n >= 1 << 32:
-            for t in self.tagged.values():
-                t.zero_()
-            self.next_tag = 1
-        first, self.next_tag = self.next_tag, self.next_tag + n
-        return first
-
     def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
                tokens_out: int, logits: bool, shared_bytes: int) -> Params:
-        """The kernel argument for one launch; ``barrier``, ``progress`` and
-        ``tokens_out`` are device addresses."""
-        s, t = self.scratch, self.tagged
+        """The kernel argument; ``barrier``, ``progress`` and ``tokens_out`` are device addresses."""
+        s = self.scratch
         return Params(
             layers=_ptr(self.layer_table), embed=_ptr(self.globals["embed"]),
             final_norm=_ptr(self.globals["final_norm"]),
             conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
             k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
-            x=_ptr(s["x"]), x_mid=_ptr(t["x_mid"]), proj=_ptr(t["proj"]), mixer_out=_ptr(t["mixer_out"]),
-            attn_partial=_ptr(t["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
+            x=_ptr(s["x"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
+            attn_partial=_ptr(s["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
             argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
             tokens_out=tokens_out, progress=progress,
             stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,
             n_stop=self.stop_ids.numel(), max_seq=state.max_seq_len, first_token=token_id,
-            position=state.position, n_steps=n_steps, tag_base=self.take_tags(n_steps), shared_bytes=shared_bytes)
+            position=state.position, n_steps=n_steps, shared_bytes=shared_bytes)
 
 
 def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):

@@ -161,57 +161,6 @@ __device__ __forceinline__ void red_add4(float* p, float4 v) {
 #endif
 }
 
-// ---- tagged hand-offs between blocks -----------------------------------------
-// Inside a layer, a value another block waits for is published with the layer's
-// tag in one 8-byte word (float bits low, tag high), stored and loaded whole.
-// The consumer's load is its wait: it loads until the tag is the one it expects.
-// The producer needs no fence and nobody a grid barrier: the tag and the value
-// cannot be seen apart, and each word is written once per layer (the grid barrier
-// at the end of every layer keeps a layer's writes from overtaking the last
-// layer's reads). The host never repeats a tag while a buffer may hold it
-// (KernelBuffers.take_tags); buffers start zeroed and tag 0 is never used.
-typedef u64 tagged_t;
-
-// More polls than this (several seconds) means the value will never come (a bug).
-#define TAG_MAX_POLLS (1u << 24)
-
-__device__ __forceinline__ void publish(tagged_t* p, float v, unsigned tag) {
-    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;"
-                 :: "l"(p), "l"(((u64)tag << 32) | __float_as_uint(v)) : "memory");
-}
-
-__device__ __forceinline__ tagged_t load_tagged(const tagged_t* p) {
-    tagged_t w;
-    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
-    return w;
-}
-
-// Two consecutive words (16-byte aligned); each is loaded whole.
-__device__ __forceinline__ void load_tagged2(const tagged_t* p, tagged_t& a, tagged_t& b) {
-    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
-}
-
-// Between two polls of a value that is not there yet, a thread sleeps this
-// long: every block polls the same few L2 lines, and polls that never pause
-// crowd out the stores they wait for.
-#ifndef TAG_POLL_SLEEP_NS
-#define TAG_POLL_SLEEP_NS 0
-#endif
-
-// The value of `w`, loaded from p, once it carries `tag` (loading again until then).
-__device__ __forceinline__ float settle(const tagged_t* p, tagged_t w, unsigned tag) {
-    for (unsigned polls = 0; (unsigned)(w >> 32) != tag; ++polls) {
-        if (polls == TAG_MAX_POLLS) __trap();
-        if (TAG_POLL_SLEEP_NS > 0) __nanosleep(TAG_POLL_SLEEP_NS);
-        w = load_tagged(p);
-    }
-    return __uint_as_float((unsigned)w);
-}
-
-__device__ __forceinline__ float await_value(const tagged_t* p, unsigned tag) {
-    return settle(p, load_tagged(p), tag);
-}
-
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }

@@ -138,26 +138,6 @@ inline void red_add4(float* p, float4 v) {
     const float add[4] = {v.x, v.y, v.z, v.w};
     for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
 }
-// Tagged hand-offs (common.cuh): the words are loaded and stored whole.
-typedef u64 tagged_t;
-inline void publish(tagged_t* p, float v, unsigned tag) {
-    std::atomic_ref<u64>(*p).store(((u64)tag << 32) | __float_as_uint(v), std::memory_order_relaxed);
-}
-inline tagged_t load_tagged(const tagged_t* p) {
-    return std::atomic_ref<u64>(*const_cast<tagged_t*>(p)).load(std::memory_order_relaxed);
-}
-inline void load_tagged2(const tagged_t* p, tagged_t& a, tagged_t& b) {
-    a = load_tagged(p);
-    b = load_tagged(p + 1);
-}
-inline float settle(const tagged_t* p, tagged_t w, unsigned tag) {
-    while ((unsigned)(w >> 32) != tag) {
-        std::this_thread::yield();
-        w = load_tagged(p);
-    }
-    return __uint_as_float((unsigned)w);
-}
-inline float await_value(const tagged_t* p, unsigned tag) { return settle(p, load_tagged(p), tag); }
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

@@ -1,8 +1,8 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
-// a stage spreads its work over all warps of the grid. Inside a layer a stage
-// waits for the tagged outputs it reads (common.cuh); one grid barrier ends each
-// layer and one the output projection (see docs/megakernel.md). Each block stages the weights of the next stage into shared
+// a stage spreads its work over all warps of the grid, and a grid barrier
+// separates stages whose inputs another block produces (see docs/megakernel.md
+// for the list). Each block stages the weights of the next stage into shared
 // memory while it works on the current one (staging.cuh). Greedy runs feed each
 // argmax back as the next input token and publish it to host-mapped memory as
 // soon as it is known.
@@ -11,20 +11,16 @@
 #include "lm_head.cuh"
 #include "mlp.cuh"
 
-// The normed input of a layer in s.vec: layer 0 takes the token's embedding
-// row, the others the residual stream the previous layer's MLP summed.
-__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer, int token,
-                                                 unsigned tag, Smem& s) {
+// The normed input of a layer in s.vec and the input itself in s.residual:
+// layer 0 takes the token's embedding row. Also clears the buffer the layer's
+// MLP accumulates into.
+__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
+                                                 int token, Smem& s) {
+    clear_next_residual(p, layer);
     if (layer > 0)
-        load_rms_normed<HIDDEN>(FloatVector{residual_stream(p, tag)}, L.input_norm, s.vec, s.scratch);
+        load_rms_normed<HIDDEN>(residual_stream(p, layer), L.input_norm, s.vec, s.scratch, s.residual);
     else
-        load_rms_normed<HIDDEN>(Bf16Vector{p.embed + (size_t)token * HIDDEN}, L.input_norm, s.vec, s.scratch);
-}
-
-// Where the mixer's output projection finds the residual it adds to.
-__device__ __forceinline__ ResidualRows layer_residual(const Params& p, int layer, int token, unsigned tag) {
-    if (layer > 0) return {residual_stream(p, tag), nullptr};
-    return {nullptr, p.embed + (size_t)token * HIDDEN};
+        load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
 
 // The staged matrices, in the order the stages read them. Each weight stage
@@ -46,72 +42,63 @@ __device__ __forceinline__ void stage_gate_up(const Params& p, const LayerWeight
     stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
 }
 
-// Between the stages of a layer no grid barrier, but a block barrier: the next
-// stage may write shared memory (s.vec) that slower warps are still reading.
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                               unsigned tag, Smem& s) {
+                                               Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = s.pipe.pending;
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
-    load_layer_input(p, L, layer, token, tag, s);
+    load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
     stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
     wait_staged(s.pipe, w_in);
-    deltanet_project(p, L, slot, tag, w_in, conv_in, s);
-    stage_point(POINT_HANDED);
-    __syncthreads();
-    deltanet_recurrence(p, L, slot, tag, s);
-    stage_point(POINT_HANDED);
-    __syncthreads();
+    deltanet_project(p, L, slot, w_in, conv_in, s);
+    grid_barrier(p.barrier);
+    deltanet_recurrence(p, L, slot, s);
+    grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    const ResidualRows rows = layer_residual(p, layer, token, tag);
-    const RowInputs<1> residual = fetch_residual<VALUE_DIM>(rows, w_out);
-    deltanet_gated_norm(p, L, tag, s);
+    deltanet_gated_norm(p, L, s);
     stage_gate_up(p, L, s);
     wait_staged(s.pipe, w_out);
-    project_and_add_residual<VALUE_DIM>(p, tag, rows, w_out, L.w_out, residual, s);
-    stage_point(POINT_HANDED);
+    project_and_add_residual<VALUE_DIM>(residual_stream(p, layer), w_out, L.w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                                int pos, unsigned tag, Smem& s) {
+                                                int pos, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = s.pipe.pending;
-    load_layer_input(p, L, layer, token, tag, s);
+    load_layer_input(p, L, layer, token, s);
     stage_matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
     wait_staged(s.pipe, w_in);
-    attention_project(p, L, tag, w_in, s);
-    __syncthreads();
-    attention_partials(p, L, slot, pos, tag, s);
-    attention_combine(p, pos, tag);
-    __syncthreads();
+    attention_project(p, L, w_in, s);
+    grid_barrier(p.barrier);
+    attention_partials(p, L, slot, pos, s);
+    grid_barrier(p.barrier);
+    attention_combine(p, pos);
+    grid_barrier(p.barrier);
     const Stage w_out = s.pipe.pending;
-    const ResidualRows rows = layer_residual(p, layer, token, tag);
-    const RowInputs<1> residual = fetch_residual<Q_SIZE>(rows, w_out);
-    load_vector<Q_SIZE>(TaggedVector{p.mixer_out, tag}, s.vec);
+    load_vector<Q_SIZE>(p.mixer_out, s.vec);
     stage_gate_up(p, L, s);
     wait_staged(s.pipe, w_out);
-    project_and_add_residual<Q_SIZE>(p, tag, rows, w_out, L.w_out, residual, s);
+    project_and_add_residual<Q_SIZE>(residual_stream(p, layer), w_out, L.w_out, s);
 }
 
 // After the mixer's residual add, one stage: W_down^T's share is copied while
 // the gate/up product runs on the staged gate/up share; once that share is read,
 // its end of the staging area takes the next layer's (or the output
 // projection's) weights, which stream in during the down product and the barrier.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, unsigned tag, Smem& s) {
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, Smem& s) {
+    grid_barrier(p.barrier);
     const Stage w_gate_up = s.pipe.pending;
-    load_rms_normed<HIDDEN>(TaggedVector{p.x_mid, tag}, L.post_norm, s.vec, s.scratch);
-    clear_residual(p, tag);
+    load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
     stage_matrix<HIDDEN, DOWN_ROWS>(s.pipe, staging_bytes(p), L.w_down_t, INTERMEDIATE);
     const Stage w_down_t = s.pipe.pending;
     mlp_up(L, w_gate_up, s);
-    stage_point(POINT_HANDED);
     __syncthreads();   // every warp has read the gate/up share before copies overwrite it
     if (layer + 1 == N_LAYERS)
         stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
     else
         stage_layer_input(p, s, layer + 1);
-    mlp_down(p, L, tag, w_down_t, s);
+    mlp_down(p, L, layer, w_down_t, s);
     grid_barrier(p.barrier);
 }
 
@@ -126,23 +113,19 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
     stage_clock_init(p.barrier);
     init_pipeline(s.pipe);
     stage_layer_input(p, s, 0);
-    clear_residual(p, p.tag_base + 1);   // the first MLP's sum (later ones: the MLP before clears it)
-    grid_barrier(p.barrier);
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
         const int pos = p.position + step;
-        const unsigned step_tag = p.tag_base + (unsigned)step * N_LAYERS;
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
-            const unsigned tag = step_tag + layer;
             if (LAYER_IS_ATTENTION[layer])
-                attention_layer(p, L, layer, token, pos, tag, s);
+                attention_layer(p, L, layer, token, pos, s);
             else
-                deltanet_layer(p, L, layer, token, tag, s);
-            mlp_block(p, L, layer, tag, s);
+                deltanet_layer(p, L, layer, token, s);
+            mlp_block(p, L, layer, s);
         }
         const Stage lm_head = s.pipe.pending;
-        load_rms_normed<HIDDEN>(FloatVector{residual_stream(p, step_tag + N_LAYERS)}, p.final_norm, s.vec, s.scratch);
+        load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         stage_layer_input(p, s, 0);   // the next step's (unused after the last step)
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

@@ -1,10 +1,9 @@
-// SwiGLU MLP in one stage, ended by the layer's grid barrier: each block owns a
-// slice of h = silu(gate . n) * (up . n), n = rmsnorm(x_mid), and the matching
-// rows of W_down^T, so it multiplies its own slice into a partial
-// x' = W_down[:, slice] . h (split-K) and adds it into the next residual buffer
-// with vector atomics; h never leaves the block. The sum is complete only when
-// every block has added, which is what the grid barrier says. One block also
-// adds x_mid itself.
+// SwiGLU MLP in one stage (one grid barrier): each block owns a slice of
+// h = silu(gate . n) * (up . n), n = rmsnorm(x), and the matching rows of
+// W_down^T, so it multiplies its own slice into a partial x' = W_down[:, slice] . h
+// (split-K) and adds it into the next residual buffer with vector atomics; h
+// never leaves the block. The next buffer was cleared by the layer's first
+// stage, and block 0 also adds the residual itself (its copy in s.residual).
 //   up:   gate and up rows interleaved, so one warp produces both halves of h[i]
 //   down: thread t owns output columns 4t + [0, 4) (and every 4 * THREADS after)
 #pragma once
@@ -19,21 +18,18 @@ constexpr int DOWN_ROWS = UP_ROWS / 2;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
 
-// The residual stream between layers, two buffers: the layer with tag t reads
-// residual_stream(p, t) (layer 0 reads the embedding instead) and its MLP
-// accumulates into residual_stream(p, t + 1), which the previous layer's MLP
-// cleared before the grid barrier that ends it.
-__device__ __forceinline__ float* residual_stream(const Params& p, unsigned tag) {
-    return p.x + (tag & 1u) * HIDDEN;
+// The residual stream that layer `layer` reads (and its mixer adds to); its
+// MLP accumulates into residual_stream(p, layer + 1).
+__device__ __forceinline__ float* residual_stream(const Params& p, int layer) {
+    return p.x + (layer & 1) * HIDDEN;
 }
 
-// In the MLP stage of layer t, once every block's x_mid is in: the layer's input
-// buffer has been read for good (each x_mid row was computed from it), so it is
-// cleared for the next layer's MLP to accumulate into.
-__device__ __forceinline__ void clear_residual(const Params& p, unsigned tag) {
+// In the layer's first stage: clear the buffer its MLP will accumulate into.
+// Its last reader was the previous layer's MLP stage, a grid barrier ago.
+__device__ __forceinline__ void clear_next_residual(const Params& p, int layer) {
     if (blockIdx.x != gridDim.x - 1) return;
-    float4* x = reinterpret_cast<float4*>(residual_stream(p, tag));
-    for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) x[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4* next = reinterpret_cast<float4*>(residual_stream(p, layer + 1));
+    for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) next[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
 // s.vec holds rmsnorm(x); the block's slice of h goes to s.mlp_h.
@@ -59,18 +55,17 @@ __device__ __forceinline__ uint2 down_weights4(const bf16_t* staged_row, const b
 
 // `st`: the block's share of W_down^T (stage_matrix<HIDDEN, DOWN_ROWS>), the
 // same h entries as mlp_up's share.
-__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, unsigned tag, const Stage& st,
+__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, int layer, const Stage& st,
                                          Smem& s) {
     wait_staged(s.pipe, st);   // also: every warp's h is in s.mlp_h
     const int h0 = st.unit0 * DOWN_ROWS;
     const int n_h = max(0, min(st.units * DOWN_ROWS, INTERMEDIATE - h0));
     const int n_staged = min(st.staged * DOWN_ROWS, n_h);
     const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
-    const TaggedVector x_mid{p.x_mid, tag};
-    float* next = residual_stream(p, tag + 1);
+    float* next = residual_stream(p, layer + 1);
     for (int col = 4 * thread_id(); col < HIDDEN; col += 4 * THREADS) {
-        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (blockIdx.x == 0) acc = x_mid.settle(x_mid.issue(col / 4), col / 4);
+        float4 acc = blockIdx.x == 0 ? *reinterpret_cast<const float4*>(s.residual + col)
+                                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 4
         for (int i = 0; i < n_h; ++i) {
             const uint2 w = down_weights4(i < n_staged ? staged + (size_t)i * HIDDEN : nullptr,

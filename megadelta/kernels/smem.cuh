@@ -11,6 +11,11 @@ constexpr int MLP_H_SLOTS = DN_KEY_DIM * 32;
 struct Smem {
     __align__(16) float vec[VEC_MAX];                        // input vector of the current matrix-vector product
     float scratch[32];                         // block reductions
+    // The residual stream as this block loaded it: the layer's input until the
+    // mixer's output projection adds to it (each block reads its rows' residuals
+    // here, not from global memory), then x after the mixer for the MLP's down
+    // product, to which block 0 adds it.
+    __align__(16) float residual[HIDDEN];
     // Gated DeltaNet recurrence
     float dn_q[DN_KEY_DIM];                    // L2-normalised, scaled query of the item's key head
     float dn_k[DN_KEY_DIM];                    // L2-normalised key

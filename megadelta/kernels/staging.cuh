@@ -63,9 +63,7 @@ __device__ __forceinline__ Stage block_share(int n_rows) {
 __device__ __forceinline__ void copy_to_staging(unsigned char* dst, const void* src, unsigned bytes, u64* landed) {
     if (BULK_COPY) {
         if (thread_id() == 0) {
-#ifndef PROBE_NO_PROXY_FENCE
             fence_proxy_async();   // earlier generic reads of this memory come before the engine's writes
-#endif
             mbarrier_expect_bytes(landed, bytes);
             bulk_copy_to_shared(dst, src, bytes, landed);
         }

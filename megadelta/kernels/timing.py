@@ -26,6 +26,12 @@ from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
 from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, STAGE_POINTS
 
+# The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
+LAYER_STAGES = {
+    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp"),
+    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj", "mlp"),
+}
+
 
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
     state = backend.new_state(depth + n_gen + 2)
@@ -52,17 +58,16 @@ def time_backend(backend: MegakernelBackend, depths: list[int], reps: int, floor
 
 
 def stage_names(config: ModelConfig) -> list[str]:
-    """One name per grid barrier of a decode step, in order: each layer ends at
-    one (its stages hand over tagged outputs), the output projection at one."""
-    return ["attention" if t == ATTENTION else "deltanet" for t in config.layer_types] + ["lm_head"]
+    """One name per grid barrier of a decode step, in order."""
+    names = [n for t in config.layer_types for n in LAYER_STAGES["attention" if t == ATTENTION else "deltanet"]]
+    return names + ["lm_head"]
 
 
 def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int) -> dict:
-    """Microseconds per barrier interval kind (a layer with its MLP, summed over
-    layers of the kind, or the output projection), and when within the interval
-    the blocks passed each StagePoint, in the order passed (mean and slowest
-    block, summed over layers), from the second step of a two-step greedy
-    launch of the STAGE_CLOCK build."""
+    """Microseconds per stage kind (summed over layers), and when within their
+    stages the blocks passed each StagePoint, in the order passed (kind, mean
+    and slowest block, summed over layers), from the second step of a two-step
+    greedy launch of the STAGE_CLOCK build."""
     backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=("-DSTAGE_CLOCK=1",))
     names = stage_names(config)
     state = backend.new_state(depth + 8)
@@ -71,8 +76,7 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     state.position = depth
     torch.cuda.synchronize()
     backend.barrier[2:].zero_()
-    # The second step's first barrier: the launch's own first one, then a step.
-    first = int(backend.barrier[0]) // backend.grid + 1 + len(names)
+    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
     clock = backend.barrier[2:].cpu()
@@ -86,9 +90,12 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     for i, name in enumerate(names, start=1):
         stages[name] = stages.get(name, 0.0) + (last[i] - left[i - 1]) / 1e3
         barrier_us += (left[i] - last[i]) / 1e3
-        passed = [(k, p) for k, p in enumerate(points[slot[i]].tolist()) if p[2] > 0]
-        per_point = inside.setdefault(name, [[STAGE_POINTS[p[2] - 1], 0.0, 0.0] for _, p in passed])
-        for k, (slowest, total, _) in passed:
+        per_point = inside.setdefault(name, [])
+        for k, (slowest, total, kind) in enumerate(points[slot[i]].tolist()):
+            if kind == 0:   # no block passed a k-th point
+                break
+            if k == len(per_point):
+                per_point.append([STAGE_POINTS[kind - 1], 0.0, 0.0])
             per_point[k][1] += total / backend.grid / 1e3
             per_point[k][2] += slowest / 1e3
     return {"depth": depth, "stage_us": stages, "barrier_latency_us": barrier_us,
