@@ -24,7 +24,7 @@ from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
-from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, STAGE_POINTS
+from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, STAGE_POINTS, barrier_number
 
 # The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
 LAYER_STAGES = {
@@ -63,12 +63,14 @@ def stage_names(config: ModelConfig) -> list[str]:
     return names + ["lm_head"]
 
 
-def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int) -> dict:
+def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
+                    options: tuple[str, ...] = ()) -> dict:
     """Microseconds per stage kind (summed over layers), and when within their
     stages the blocks passed each StagePoint, in the order passed (kind, mean
     and slowest block, summed over layers), from the second step of a two-step
-    greedy launch of the STAGE_CLOCK build."""
-    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=("-DSTAGE_CLOCK=1",))
+    greedy launch of the STAGE_CLOCK build (with extra NVRTC ``options``)."""
+    backend = MegakernelBackend(config, weights, device, prefill="reference",
+                                kernel_options=("-DSTAGE_CLOCK=1", *options))
     names = stage_names(config)
     state = backend.new_state(depth + 8)
     state.position = depth
@@ -76,7 +78,7 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     state.position = depth
     torch.cuda.synchronize()
     backend.barrier[2:].zero_()
-    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
+    first = barrier_number(int(backend.barrier[0]), backend.grid) + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
     clock = backend.barrier[2:].cpu()
@@ -113,7 +115,8 @@ def main() -> None:
                         help="also time the kernel built with these NVRTC options (repeatable), "
                              "e.g. --variant=-DLOADS_IN_FLIGHT=4 (note the =: the value starts with a dash)")
     parser.add_argument("--stages", action="store_true",
-                        help="also split a step into stages with the STAGE_CLOCK build")
+                        help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
+                             "first depth)")
     args = parser.parse_args()
 
     device = torch.device("cuda")
@@ -136,6 +139,8 @@ def main() -> None:
         variant = MegakernelBackend(config, weights, device, prefill="reference",
                                     kernel_options=tuple(options.split()))
         result[options] = time_backend(variant, depths, args.reps, floor_s)
+        if args.stages:
+            result[options]["stages"] = stage_breakdown(config, weights, device, depths[0], tuple(options.split()))
     if args.stages:
         result["stages"] = [stage_breakdown(config, weights, device, d) for d in depths]
     print(json.dumps(result, indent=1))
