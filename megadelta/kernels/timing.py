@@ -77,7 +77,7 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     list(backend.decode_greedy(1, state, 2, set()))   # warm-up
     state.position = depth
     torch.cuda.synchronize()
-    backend.barrier[2:].zero_()
+    backend.barrier[2:2 + STAGE_CLOCK_WORDS].zero_()
     first = barrier_number(int(backend.barrier[0]), backend.grid) + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
