@@ -25,7 +25,7 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import DELTANET_COLUMN_TILE, THREADS, barrier_words, check_supported
+from .kernels.codegen import DELTANET_COLUMN_TILE, STAGE_CLOCK_WORDS, THREADS, check_supported
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -180,9 +180,8 @@ class MegakernelBackend:
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
-        # [root arrival counter, where a barrier timeout is reported, stage clock ring (timing
-        # builds), group arrival counters] (common.cuh: grid_barrier)
-        self.barrier = torch.zeros(barrier_words(self.grid), dtype=torch.int64, device=self.device)
+        # [arrival counter, where a barrier timeout is reported, stage clock ring (timing builds)]
+        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS, dtype=torch.int64, device=self.device)
         self.barrier[1] = self.progress.device_ptr
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

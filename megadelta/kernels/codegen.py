@@ -24,20 +24,6 @@ STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
 STAGE_POINTS = ("issued", "input", "landed", "done", "loaded", "normed", "handed")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
-# Blocks per counter of the grid barrier's first level, and the int64 words
-# between two group counters (common.cuh: BARRIER_GROUP, BARRIER_GROUP_STRIDE).
-BARRIER_GROUP = 12
-BARRIER_GROUP_STRIDE = 16
-
-
-def barrier_words(grid: int) -> int:
-    """int64 words of the barrier buffer: root, report address, stage clock ring, group counters."""
-    return 2 + STAGE_CLOCK_WORDS + -(-grid // BARRIER_GROUP) * BARRIER_GROUP_STRIDE
-
-
-def barrier_number(root: int, grid: int) -> int:
-    """How many grid barriers a root count says have completed."""
-    return root // -(-grid // BARRIER_GROUP)
 
 
 class UnsupportedShapeError(ValueError):

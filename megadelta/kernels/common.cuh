@@ -214,21 +214,12 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 }
 
 // ---- grid-wide barrier ----------------------------------------------------
-// Two levels of 64-bit arrival counters that are never reset. Atomics on one
-// address serialise in its L2 slice: with all 132 blocks of an H100 adding to
-// one counter, the last arrival landed ~4 us after the blocks were done (v14
-// in docs/perf-notes.md). So block b adds 1 to the counter of its group of
-// BARRIER_GROUP blocks; the block that completes its group (its add takes the
-// count to a multiple of the group's size) adds 1 to the root counter, and
-// every block waits for the root to reach the next multiple of the number of
-// groups. Barrier number k of the counters' life completes when the root
-// reaches (k + 1) * groups; every count stays a multiple of its size between
-// launches (every block passes every barrier), and 2^64 never wraps.
-// Release on arrival (acquire and release where a group completes, passing its
-// blocks' writes on) / acquire on the wait order every block's writes before
+// A 64-bit arrival counter that is never reset: barrier number b completes when
+// the counter reaches b * gridDim.x. Each block adds 1 and waits for the next
+// multiple of the grid size, so the counter stays a multiple of gridDim.x between
+// launches (every block passes every barrier) and 2^64 arrivals never wrap.
+// Release on arrival / acquire on the wait order every block's writes before
 // the barrier with every block's reads after it.
-#define BARRIER_GROUP 12          // kept in step with codegen.BARRIER_GROUP
-#define BARRIER_GROUP_STRIDE 16   // u64s between group counters: one 128-byte line each
 __device__ __forceinline__ u64 load_acquire(const u64* p) {
     u64 v;
     asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
@@ -241,16 +232,18 @@ __device__ __forceinline__ u64 arrive_release(u64* p) {
     return old;
 }
 
-__device__ __forceinline__ u64 arrive_acq_rel(u64* p) {
-    u64 old;
-    asm volatile("atom.add.acq_rel.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(p) : "memory");
-    return old;
-}
-
 // A wait this long (2^24 polls of ~0.5 us each, several seconds) means a block will
 // never arrive (a bug, or blocks that are not co-resident): report the barrier
 // state to the host and abort the launch rather than hang the GPU.
 #define BARRIER_MAX_POLLS (1u << 24)
+
+// Report how many blocks reached the barrier (-1 - arrived, through the
+// host-mapped address in counter[1]) and abort the launch.
+__device__ __noinline__ void barrier_timed_out(u64* counter) {
+    *(volatile int*)counter[1] = -1 - (int)(load_acquire(counter) % gridDim.x);
+    __threadfence_system();
+    __trap();
+}
 
 // STAGE_CLOCK (timing builds only, megadelta.kernels.timing --stages): record, per
 // barrier, the global-timer time the last block arrived and the time block 0
@@ -316,48 +309,17 @@ __device__ __forceinline__ void stage_clock_init(u64* counter) {
         stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter, 0u};
 }
 
-struct BarrierGroup {
-    u64* counter;
-    u64 size;
-};
-
-// Where the group counters sit: after the root, the report address and the
-// stage clock's ring (codegen.STAGE_CLOCK_WORDS), one line apart.
-__device__ __forceinline__ BarrierGroup barrier_group(u64* counter, unsigned group) {
-    const u64 first = group * BARRIER_GROUP;
-    return {counter + 2 + 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
-                + group * BARRIER_GROUP_STRIDE,
-            min((u64)BARRIER_GROUP, gridDim.x - first)};
-}
-
-__device__ __forceinline__ unsigned barrier_groups() { return (gridDim.x + BARRIER_GROUP - 1) / BARRIER_GROUP; }
-
-// Report how many blocks reached the barrier (-1 - arrived, through the
-// host-mapped address in counter[1]) and abort the launch.
-__device__ __noinline__ void barrier_timed_out(u64* counter) {
-    u64 arrived = 0;
-    for (unsigned g = 0; g < barrier_groups(); ++g) {
-        const BarrierGroup group = barrier_group(counter, g);
-        arrived += load_acquire(group.counter) % group.size;
-    }
-    *(volatile int*)counter[1] = -1 - (int)arrived;
-    __threadfence_system();
-    __trap();
-}
-
-// counter[0] is the root; counter[1] holds the host-mapped address the
+// counter[0] counts arrivals; counter[1] holds the host-mapped address the
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {
     __syncthreads();
     stage_point(POINT_DONE);
     if (thread_id() == 0) {
-        const BarrierGroup group = barrier_group(counter, blockIdx.x / BARRIER_GROUP);
-        const u64 arrived = arrive_acq_rel(group.counter);
-        if ((arrived + 1) % group.size == 0) arrive_release(counter);   // this block completes its group
-        const u64 number = arrived / group.size;
+        const u64 n = gridDim.x;
+        const u64 number = arrive_release(counter) / n;
         u64* clock = counter + 2 + 2 * (number % STAGE_CLOCK_SLOTS);
         if (STAGE_CLOCK) atomicMax(clock, global_timer_ns());
-        const u64 target = (number + 1) * barrier_groups();
+        const u64 target = (number + 1) * n;
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
         if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();

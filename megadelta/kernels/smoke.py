@@ -21,7 +21,6 @@ import torch
 from ..checkpoint import random_weights
 from ..config import ATTENTION, DELTANET, QWEN35_0_8B
 from ..model import Qwen35Model
-from .codegen import barrier_number
 
 SMOKE_CONFIG = QWEN35_0_8B.replace(vocab_size=8192, num_hidden_layers=4,
                                    layer_types=(DELTANET, DELTANET, DELTANET, ATTENTION), name="smoke")
@@ -43,9 +42,10 @@ def wait_or_report(backend, work_stream: torch.cuda.Stream) -> None:
             with torch.cuda.stream(spy):
                 counter.copy_(backend.barrier[:2], non_blocking=True)
             spy.synchronize()
-            root = int(counter[0])
-            say(f"HUNG: root barrier counter {root}: {barrier_number(root, backend.grid)} barriers of this "
-                f"backend's life completed (grid {backend.grid}); host progress word {backend.progress.values[0]}")
+            arrivals = int(counter[0])
+            say(f"HUNG: barrier counter {arrivals} = barrier #{arrivals // backend.grid} of this backend's life "
+                f"with {arrivals % backend.grid} of {backend.grid} blocks arrived; "
+                f"host progress word {backend.progress.values[0]}")
             os._exit(2)
         time.sleep(0.01)
 

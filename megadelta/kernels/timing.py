@@ -24,7 +24,7 @@ from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
-from .codegen import STAGE_CLOCK_SLOTS, STAGE_CLOCK_WORDS, STAGE_POINT_SLOTS, STAGE_POINTS, barrier_number
+from .codegen import STAGE_CLOCK_SLOTS, STAGE_CLOCK_WORDS, STAGE_POINT_SLOTS, STAGE_POINTS
 
 # The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
 LAYER_STAGES = {
@@ -78,7 +78,7 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     state.position = depth
     torch.cuda.synchronize()
     backend.barrier[2:2 + STAGE_CLOCK_WORDS].zero_()
-    first = barrier_number(int(backend.barrier[0]), backend.grid) + len(names)   # the second step's first barrier
+    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
     clock = backend.barrier[2:2 + STAGE_CLOCK_WORDS].cpu()
