@@ -22,7 +22,7 @@ WARPS = THREADS // 32
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
-STAGE_POINTS = ("issued", "input", "landed", "done", "loaded", "normed", "handed")
+STAGE_POINTS = ("issued", "input", "landed", "done", "loaded", "normed")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
 
 

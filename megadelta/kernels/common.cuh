@@ -267,7 +267,6 @@ enum StagePoint {
     POINT_DONE,     // every thread reached the barrier at the end of the stage
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
-    POINT_HANDED,   // a stage's outputs are out (thread 0's)
     STAGE_POINTS
 };
 

@@ -74,8 +74,8 @@ struct InputVector {
 };
 
 // ---- per-row inputs of the epilogue ------------------------------------------
-// Some epilogues read global memory per output row (the conv state and weights,
-// the residual). Those loads are issued for a batch of the warp's units at once,
+// Some epilogues read global memory per output row (the DeltaNet projection's
+// conv state and weights). Those loads are issued for a batch of the warp's units at once,
 // the first batch before the stage even loads its input vector, so their round
 // trip overlaps the stage's own instead of following each unit: lane l holds the
 // inputs of row l % R of the warp's (l / R)-th unit of the batch, and the
