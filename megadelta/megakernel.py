@@ -25,7 +25,7 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import DELTANET_COLUMN_TILE, STAGE_CLOCK_WORDS, THREADS, check_supported
+from .kernels.codegen import BLOCK_THREADS, DELTANET_COLUMN_TILE, STAGE_CLOCK_WORDS, check_supported
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -171,7 +171,7 @@ class MegakernelBackend:
         static = self.kernel.attribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
         self.shared_bytes = (optin - static) // STAGING_ALIGN * STAGING_ALIGN
         self.kernel.allow_dynamic_shared(self.shared_bytes)
-        blocks_per_sm = self.kernel.max_active_blocks_per_sm(THREADS, self.shared_bytes)
+        blocks_per_sm = self.kernel.max_active_blocks_per_sm(BLOCK_THREADS, self.shared_bytes)
         if blocks_per_sm < 1:
             raise RuntimeError(f"the megakernel does not fit on an SM of {torch.cuda.get_device_name(self.device)}")
         # Only co-resident blocks may wait at a grid barrier: exactly what fits.
@@ -267,5 +267,5 @@ class MegakernelBackend:
                                    progress=self.progress.device_ptr,
                                    tokens_out=self.tokens.device_ptr if publish else 0, logits=logits,
                                    shared_bytes=self.shared_bytes)
-        self.kernel.launch_cooperative(self.grid, THREADS, self.shared_bytes,
+        self.kernel.launch_cooperative(self.grid, BLOCK_THREADS, self.shared_bytes,
                                        torch.cuda.current_stream(self.device).cuda_stream, args)

@@ -145,13 +145,13 @@ def emulation_config(value_heads: int):
                        name=f"emulated-v{value_heads}")
 
 
-@pytest.mark.parametrize("staging_kib", [0, 64, 2048], ids=lambda k: f"staging-{k}KiB")
-def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, staging_kib):
+@pytest.mark.parametrize("ring_kib", [8, 64, 2048], ids=lambda k: f"ring-{k}KiB")
+def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, ring_kib):
     """The CUDA sources, run on CPU threads (grid of 2, grouped value heads, a
     40-token context split over both blocks), against the float32 reference: one
-    step's logits and state, then a greedy launch of 2 steps. With no staging
-    area every product reads global memory; with 64 KiB the blocks' shares are
-    split between the two paths; with 2 MiB every share is staged."""
+    step's logits and state, then a greedy launch of 2 steps. The weight ring
+    has 2 slots of 4 KiB (one unit in flight, the producer a unit ahead), 16,
+    or the most the kernel uses (the producer runs stages ahead)."""
     import torch
 
     from megadelta.checkpoint import random_weights
@@ -163,7 +163,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     config = emulation_config(value_heads=4)
     weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
     try:
-        kernel = EmulatedKernel(config, weights, grid=2, staging_bytes=staging_kib * 1024)
+        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=ring_kib * 1024)
     except EmulatorUnavailable as e:
         pytest.skip(str(e))
     ref = Qwen35Model(config, weights, dtype=torch.float32)

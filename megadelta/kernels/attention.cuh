@@ -10,9 +10,9 @@
 
 #define MIN_POSITIONS_PER_CHUNK 32   // below this a chunk costs more in merging than it saves
 #ifndef POSITIONS_IN_FLIGHT
-#define POSITIONS_IN_FLIGHT 2        // cached positions a warp loads before using any: the
-                                     // partials at 32k are latency-bound (v8: +5% at 2, 255
-                                     // registers then; 224 since the MLP's down product left)
+#define POSITIONS_IN_FLIGHT (REGISTER_HANDOFF ? 2 : 1)   // cached positions a warp loads before
+                                     // using any: the partials at 32k are latency-bound (v8: +5%
+                                     // at 2; without the register hand-off one fits 168 registers)
 #endif
 
 static_assert(QUERIES_PER_KV + 2 <= WARPS, "one warp per query head plus two for k and v");
@@ -20,13 +20,11 @@ constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load
 constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
 constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
 
-__device__ __forceinline__ void attention_project(const Params& p, const LayerWeights& L, const Stage& st,
-                                                  Smem& s) {
-    constexpr int R = RowsPerWarp<HIDDEN>::value;
-    matvec<HIDDEN, R>(st, L.w_in, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums, const auto&) {
+__device__ __forceinline__ void attention_project(const Params& p, const Stage& st, Smem& s) {
+    matvec<HIDDEN, R_IN>(st, s.ring, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
-        const float y = sum_of_lane<R>(sums);
-        if (lane_id() < R && row < ATTN_PROJ_ROWS) p.proj[row] = y;
+        const float y = sum_of_lane<R_IN>(sums);
+        if (lane_id() < R_IN && row < ATTN_PROJ_ROWS) p.proj[row] = y;
     });
 }
 
@@ -98,7 +96,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             for (int d = lane; d < HEAD_DIM; d += 32)
                 s.att_v[d] = float_to_bf16(load_shared_f32(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d));
         }
-        __syncthreads();
+        block_sync();
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
 
         const size_t head_base = ((size_t)slot * N_KV_HEADS + kvh) * p.max_seq * HEAD_DIM;
@@ -168,7 +166,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
                 s.att_max[warp][h] = m[h];
                 s.att_sum[warp][h] = l[h];
             }
-        __syncthreads();
+        block_sync();
         float* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
         if (thread_id() < QUERIES_PER_KV) {
             const int h = thread_id();
@@ -180,7 +178,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             record[h * PARTIAL_STRIDE] = block_max;
             record[h * PARTIAL_STRIDE + 1] = block_sum;
         }
-        __syncthreads();
+        block_sync();
         // One warp at a time, no atomics: float atomics on shared memory are
         // compare-and-swap loops, and eight warps adding into the same
         // numerators cost ~14 us a layer (stage clock, v8).
@@ -195,11 +193,11 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
 #pragma unroll
                         for (int e = 0; e < 8; ++e) s.att_acc[h][c * 256 + lane * 8 + e] += acc[h][c * 8 + e] * scale;
                 }
-            __syncthreads();
+            block_sync();
         }
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
             record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
-        __syncthreads();
+        block_sync();
     }
 }
 

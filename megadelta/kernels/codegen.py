@@ -14,15 +14,17 @@ from ..config import ATTENTION, ModelConfig
 COLUMNS_PER_WARP_LOAD = 256
 # One warp of the delta-rule stage owns 32 value columns of a head.
 DELTANET_COLUMN_TILE = 32
-# Threads per block and warps per block (kept in step with common.cuh).
+# Compute threads and warps per block, and the block with its producer warpgroup
+# (kept in step with common.cuh).
 THREADS = 256
 WARPS = THREADS // 32
+BLOCK_THREADS = THREADS + 128
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
 # points between two barriers it times, (max, sum, kind + 1) each (common.cuh:
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
-STAGE_POINTS = ("issued", "input", "landed", "done", "loaded", "normed")
+STAGE_POINTS = ("done", "loaded", "normed")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
 
 

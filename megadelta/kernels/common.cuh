@@ -8,6 +8,33 @@
 #define THREADS 256   // kept in step with codegen.THREADS
 #endif
 #define WARPS (THREADS / 32)
+// A block is THREADS compute threads and a warpgroup more, whose first warp is
+// the weight ring's producer (staging.cuh); they never join the compute
+// threads' barriers.
+#define PRODUCER_WARPS 4
+#define BLOCK_THREADS (THREADS + 32 * PRODUCER_WARPS)
+
+// 12 warps leave each thread 168 registers (a quarter of the register file per
+// SM sub-partition, three warps each). Where the architecture can move
+// registers between warpgroups (setmaxnreg, sm_90a), the producer warpgroup
+// gives most of its share to the compute warps: 232 each, as the fused stages
+// need. Elsewhere the stages are built to fit 168 (smaller units, staging.cuh;
+// the input vector in shared memory, matvec.cuh).
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define REGISTER_HANDOFF 1
+#else
+#define REGISTER_HANDOFF 0
+#endif
+__device__ __forceinline__ void producer_registers() {
+#if REGISTER_HANDOFF
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+#endif
+}
+__device__ __forceinline__ void compute_registers() {
+#if REGISTER_HANDOFF
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
+#endif
+}
 
 typedef unsigned short bf16_t;   // raw bfloat16 bits
 typedef unsigned long long u64;
@@ -42,6 +69,9 @@ __device__ __forceinline__ int grid_warps() {
     return blocks * WARPS;
 }
 
+// The compute threads' block barrier (named barrier 1: the producer warp is not in it).
+__device__ __forceinline__ void block_sync() { asm volatile("bar.sync 1, %0;" :: "n"(THREADS) : "memory"); }
+
 // ---- bf16 <-> float -------------------------------------------------------
 __device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
@@ -54,12 +84,9 @@ __device__ __forceinline__ bf16_t float_to_bf16(float f) {
 }
 
 // ---- loads ----------------------------------------------------------------
-// Weights never change during a launch: read them through the non-coherent
-// path without polluting L1 (each weight is used once per step).
-//
-// WEIGHT_L2_EVICT_FIRST: weights also enter L2 marked evict-first, so the 1.5 GB
-// streamed per step does not push out what is reused: activations, states, the
-// KV cache and the kernel's own instructions.
+// WEIGHT_L2_EVICT_FIRST: the weights' bulk copies (staging.cuh) mark them
+// evict-first in L2, so the 1.5 GB streamed per step does not push out what is
+// reused: activations, states, the KV cache and the kernel's own instructions.
 #ifndef WEIGHT_L2_EVICT_FIRST
 #define WEIGHT_L2_EVICT_FIRST 1
 #endif
@@ -68,16 +95,6 @@ __device__ __forceinline__ u64 weight_l2_policy() {
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     return policy;
 }
-__device__ __forceinline__ uint4 load_weight16(const void* p) {
-    uint4 v;
-    if (WEIGHT_L2_EVICT_FIRST)
-        asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(weight_l2_policy()));
-    else
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
 
 // Data written by other blocks of the same launch (activations, KV cache):
 // read at L2 (ld.global.cg) so a stale L1 line can never be seen.
@@ -85,8 +102,8 @@ __device__ __forceinline__ float load_shared_f32(const float* p) { return __ldcg
 __device__ __forceinline__ uint4 load_shared16(const void* p) { return __ldcg((const uint4*)p); }
 
 // ---- asynchronous copies into shared memory (cp.async, sm_80+) -------------
-// A block's shared memory is all dynamic (struct Smem, then the weight staging
-// area: smem.cuh), so it may exceed the 48 KB static limit. A macro so the CPU
+// A block's shared memory is all dynamic (struct Smem, then the weight ring:
+// smem.cuh), so it may exceed the 48 KB static limit. A macro so the CPU
 // emulator (cpu_emulation.h) can give each emulated block its own.
 extern __shared__ __align__(16) unsigned char dynamic_shared[];
 #define BLOCK_SHARED_BASE dynamic_shared
@@ -101,30 +118,54 @@ __device__ __forceinline__ unsigned shared_address(const void* p) {
 __device__ __forceinline__ void copy_async16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
 }
-// Close the copies issued so far into a group.
-__device__ __forceinline__ void async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-// Wait for all of this thread's groups, or for all but the newest one (a stage
-// waits for its own weights while the next stage's are still in flight).
+// Wait for all of this thread's cp.async copies.
 __device__ __forceinline__ void async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-__device__ __forceinline__ void async_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;" ::: "memory"); }
 
-// ---- bulk copies (Hopper's copy engine) and mbarriers --------------------------
+// ---- mbarriers (sm_80+) and Hopper's bulk copies -----------------------------
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define BULK_COPY 1
-__device__ __forceinline__ void mbarrier_init(u64* bar) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" :: "r"(shared_address(bar)) : "memory");
+#else
+#define BULK_COPY 0
+#endif
+__device__ __forceinline__ void mbarrier_init(u64* bar, unsigned arrivals) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;" :: "r"(shared_address(bar)), "r"(arrivals) : "memory");
 }
+// Has the phase of this parity completed? (A waiter may be at most one phase ahead.)
+__device__ __forceinline__ bool mbarrier_done(u64* bar, unsigned parity) {
+    unsigned done;
+#if BULK_COPY
+    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
+#else
+    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
+#endif
+    return done != 0;
+}
+__device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
+    while (!mbarrier_done(bar, parity)) {}
+}
+// `count` arrivals (release: this thread's earlier shared-memory reads are done).
+__device__ __forceinline__ void mbarrier_arrive(u64* bar, unsigned count) {
+#if BULK_COPY
+    asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0], %1;" :: "r"(shared_address(bar)), "r"(count)
+                 : "memory");
+#else
+    for (unsigned i = 0; i < count; ++i) {
+        u64 state;
+        asm volatile("mbarrier.arrive.shared.b64 %0, [%1];" : "=l"(state) : "r"(shared_address(bar)) : "memory");
+    }
+#endif
+}
+// Before Hopper: an arrival when all of this thread's earlier cp.async copies have landed.
+__device__ __forceinline__ void mbarrier_arrive_on_copies(u64* bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" :: "r"(shared_address(bar)) : "memory");
+}
+#if BULK_COPY
 // Arrive (the one expected arrival) and expect `bytes` of copies on the barrier's current phase.
 __device__ __forceinline__ void mbarrier_expect_bytes(u64* bar, unsigned bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(shared_address(bar)), "r"(bytes)
                  : "memory");
-}
-__device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
-    unsigned done;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
-    } while (!done);
 }
 __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
     if (WEIGHT_L2_EVICT_FIRST)
@@ -137,14 +178,22 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
                      :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
 }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-#else   // before Hopper: staging uses cp.async alone and never calls these
-#define BULK_COPY 0
-__device__ __forceinline__ void mbarrier_init(u64*) {}
+#else   // before Hopper the ring's copies are cp.async; these are never called
 __device__ __forceinline__ void mbarrier_expect_bytes(u64*, unsigned) {}
-__device__ __forceinline__ void mbarrier_wait(u64*, unsigned) {}
 __device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned, u64*) {}
 __device__ __forceinline__ void fence_proxy_async() {}
 #endif
+
+// Ordered hand-over of a word between the ring's producer and its consumers.
+__device__ __forceinline__ void store_release_shared(unsigned* p, unsigned v) {
+    asm volatile("st.release.cta.shared.u32 [%0], %1;" :: "r"(shared_address(p)), "r"(v) : "memory");
+}
+__device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v) {
+    unsigned seen;
+    do {
+        asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(seen) : "r"(shared_address(p)) : "memory");
+    } while (seen != v);
+}
 
 // ---- reductions into global memory ----------------------------------------
 // p[0..4) += v, atomically per float, no reply (p 16-byte aligned): one
@@ -206,9 +255,9 @@ __device__ __forceinline__ float warp_max(float v) {
 __device__ __forceinline__ float block_sum(float v, float* scratch) {
     const int lane = lane_id(), warp = warp_id();
     v = warp_sum(v);
-    __syncthreads();                      // scratch may still be read from a previous call
+    block_sync();                      // scratch may still be read from a previous call
     if (lane == 0) scratch[warp] = v;
-    __syncthreads();
+    block_sync();
     float t = lane < WARPS ? scratch[lane] : 0.0f;
     return warp_sum(t);
 }
@@ -261,9 +310,6 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 #define STAGE_POINT_SLOTS 16
 
 enum StagePoint {
-    POINT_ISSUED,   // the next stage's copies are issued
-    POINT_INPUT,    // the input vector is in shared memory
-    POINT_LANDED,   // this stage's staged weights have landed
     POINT_DONE,     // every thread reached the barrier at the end of the stage
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
@@ -311,7 +357,7 @@ __device__ __forceinline__ void stage_clock_init(u64* counter) {
 // counter[0] counts arrivals; counter[1] holds the host-mapped address the
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {
-    __syncthreads();
+    block_sync();
     stage_point(POINT_DONE);
     if (thread_id() == 0) {
         const u64 n = gridDim.x;
@@ -324,5 +370,5 @@ __device__ __forceinline__ void grid_barrier(u64* counter) {
         if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
         if (STAGE_CLOCK) stage_start() = {global_timer_ns(), number, counter, 0u};
     }
-    __syncthreads();
+    block_sync();
 }

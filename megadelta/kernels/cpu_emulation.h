@@ -1,6 +1,7 @@
 // CPU stand-in for common.cuh and the CUDA built-ins the kernel uses, so the
 // unchanged stage sources compile with g++ and run one std::thread per CUDA
-// thread (megadelta/kernels/emulate.py). __syncthreads and __syncwarp are
+// thread (megadelta/kernels/emulate.py; in the producer warpgroup all but lane 0
+// of its first warp return at once, as on Hopper). __syncthreads, block_sync and __syncwarp are
 // std::barriers, shuffles go through a per-warp exchange array, the grid
 // barrier is a seq_cst atomic counter. It checks the kernel's logic, indexing
 // and synchronisation structure on a machine with no GPU; it says nothing
@@ -31,6 +32,11 @@
 #define THREADS 128
 #endif
 #define WARPS (THREADS / 32)
+#define PRODUCER_WARPS 4
+#define BLOCK_THREADS (THREADS + 32 * PRODUCER_WARPS)
+#define REGISTER_HANDOFF 1   // the sm_90a build's unit sizes
+inline void producer_registers() {}
+inline void compute_registers() {}
 
 typedef unsigned short bf16_t;
 typedef unsigned long long u64;
@@ -41,7 +47,8 @@ struct Index { unsigned x; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 struct EmulatedGrid {
-    std::vector<std::barrier<>*> block_barriers;   // one per block
+    std::vector<std::barrier<>*> all_thread_barriers;   // one per block
+    std::vector<std::barrier<>*> block_barriers;   // one per block, compute threads
     std::vector<std::barrier<>*> warp_barriers;    // one per warp of the grid
     std::vector<float> exchange_f;                  // 32 slots per warp
     std::vector<int> exchange_i;
@@ -68,7 +75,9 @@ inline int warp_id() { return threadIdx.x >> 5; }
 inline int grid_warp() { return blockIdx.x * WARPS + warp_id(); }
 inline int grid_warps() { return gridDim.x * WARPS; }
 
-inline void __syncthreads() { emulated_grid->block_barriers[blockIdx.x]->arrive_and_wait(); }
+// __syncthreads: every thread of the block (the producer warp too); block_sync: the compute threads.
+inline void __syncthreads() { emulated_grid->all_thread_barriers[blockIdx.x]->arrive_and_wait(); }
+inline void block_sync() { emulated_grid->block_barriers[blockIdx.x]->arrive_and_wait(); }
 inline void __syncwarp() { emulated_grid->warp_barriers[grid_warp()]->arrive_and_wait(); }
 template <class T>
 inline T exchange(std::vector<T>& slots, T v, int lane) {
@@ -83,6 +92,7 @@ inline T exchange(std::vector<T>& slots, T v, int lane) {
 inline float __shfl_xor_sync(unsigned, float v, int o) { return exchange(emulated_grid->exchange_f, v, lane_id() ^ o); }
 inline int __shfl_xor_sync(unsigned, int v, int o) { return exchange(emulated_grid->exchange_i, v, lane_id() ^ o); }
 inline float __shfl_sync(unsigned, float v, int src) { return exchange(emulated_grid->exchange_f, v, src); }
+inline void __trap() { std::abort(); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 template <class T>
 inline T __ldcg(const T* p) { return std::atomic_ref<T>(*const_cast<T*>(p)).load(); }
@@ -107,7 +117,6 @@ inline bf16_t float_to_bf16(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (bf16_t)(u >> 16);
 }
-inline uint4 load_weight16(const void* p) { uint4 v; std::memcpy(&v, p, 16); return v; }
 inline float load_shared_f32(const float* p) { return __ldcg(p); }
 inline uint4 load_shared16(const void* p) {
     std::atomic_thread_fence(std::memory_order_acquire);
@@ -117,23 +126,47 @@ inline uint4 load_shared16(const void* p) {
 }
 // Copies complete at once on the CPU; the waits only need the block barrier that follows them.
 inline void copy_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
-inline void async_commit() {}
 inline void async_wait_all() {}
-inline void async_wait_all_but_newest() {}
-// The Hopper path (what the H100 runs): a bulk copy lands at once; the waits
-// check that a stage waits for the phase its copy completes.
+// The Hopper path (what the H100 runs): a bulk copy lands at once. An mbarrier
+// is (phase << 32 | arrivals << 16 | expected arrivals); the waits check that
+// a consumer waits for the phase that delivers its unit.
 #define BULK_COPY 1
-inline void mbarrier_init(u64* bar) { *bar = 0; }
-inline void mbarrier_expect_bytes(u64*, unsigned) {}
+inline void mbarrier_init(u64* bar, unsigned arrivals) { *bar = arrivals; }
+inline void mbarrier_arrive(u64* bar, unsigned count) {
+    std::atomic_ref<u64> b(*bar);
+    u64 old = b.load(), next;
+    do {
+        const u64 expected = old & 0xffffu, arrived = ((old >> 16) & 0xffffu) + count;
+        next = arrived >= expected ? (((old >> 32) + 1) << 32) | expected : (old & ~0xffff0000ull) | (arrived << 16);
+    } while (!b.compare_exchange_weak(old, next));
+    b.notify_all();
+}
+inline bool mbarrier_done(u64* bar, unsigned parity) {
+    const bool done = ((std::atomic_ref<u64>(*bar).load() >> 32) & 1u) != parity;
+    if (!done) std::this_thread::yield();
+    return done;
+}
+// Waiters sleep until the barrier changes (hundreds of spinning threads would starve the producer).
+inline void mbarrier_wait(u64* bar, unsigned parity) {
+    std::atomic_ref<u64> b(*bar);
+    for (u64 seen = b.load(); ((seen >> 32) & 1u) == parity; seen = b.load()) b.wait(seen);
+}
+inline void mbarrier_arrive_on_copies(u64* bar) { mbarrier_arrive(bar, 1); }
+inline void mbarrier_expect_bytes(u64*, unsigned) {}   // the copy arrives when it lands
 inline void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
     std::memcpy(dst, src, bytes);
-    std::atomic_ref<u64>(*bar).fetch_add(1);   // completes the current phase
-}
-inline void mbarrier_wait(u64* bar, unsigned parity) {
-    // Phase k completes with the k-th copy: waiting for parity p means copies % 2 == p + 1.
-    while ((std::atomic_ref<u64>(*bar).load() & 1u) == parity) std::this_thread::yield();
+    mbarrier_arrive(bar, 1);
 }
 inline void fence_proxy_async() {}
+inline void store_release_shared(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    a.store(v);
+    a.notify_all();
+}
+inline void wait_shared_equal(const unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*const_cast<unsigned*>(p));
+    for (unsigned seen = a.load(); seen != v; seen = a.load()) a.wait(seen);
+}
 inline void red_add4(float* p, float4 v) {
     const float add[4] = {v.x, v.y, v.z, v.w};
     for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
@@ -166,22 +199,22 @@ inline float warp_max(float v) {
 }
 inline float block_sum(float v, float* scratch) {
     v = warp_sum(v);
-    __syncthreads();
+    block_sync();
     if (lane_id() == 0) scratch[warp_id()] = v;
-    __syncthreads();
+    block_sync();
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
 // STAGE_CLOCK builds are GPU-only (they read the global timer).
-enum StagePoint { POINT_ISSUED, POINT_INPUT, POINT_LANDED, POINT_DONE, POINT_LOADED, POINT_NORMED, STAGE_POINTS };
+enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
 inline void stage_clock_init(u64*) {}
 inline void grid_barrier(u64* counter) {
-    __syncthreads();
+    block_sync();
     if (threadIdx.x == 0) {
         std::atomic_ref<u64> arrivals(*counter);
         const u64 n = gridDim.x;
         const u64 target = (arrivals.fetch_add(1) / n + 1) * n;
         while (arrivals.load() < target) std::this_thread::yield();
     }
-    __syncthreads();
+    block_sync();
 }

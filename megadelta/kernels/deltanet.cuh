@@ -31,13 +31,13 @@ __device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeight
     return {L.conv_w, p.conv_state + (size_t)slot * CONV_DIM * (CONV_KERNEL - 1)};
 }
 
-// Stage 1. s.vec holds the normed layer input; `st` is the block's staged share
+// Stage 1. s.vec holds the normed layer input; `st` is the block's share
 // of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
 __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
                                                  const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
-    constexpr int R = RowsPerWarp<HIDDEN>::value;
+    constexpr int R = R_IN;
     const ConvRows conv = conv_rows(p, L, slot);
-    matvec<HIDDEN, R>(st, L.w_in, DN_PROJ_ROWS, s.vec, conv, conv_in,
+    matvec<HIDDEN, R>(st, s.ring, DN_PROJ_ROWS, s.vec, conv, conv_in,
                       [=](int row0, const float* sums, const RowInputs<ConvRows::N>& in) {
         const int row = row0 + lane_id();
         float y = sum_of_lane<R>(sums);
@@ -62,7 +62,7 @@ __device__ __forceinline__ float* deltanet_state_tile(const Params& p, int slot,
 }
 
 // Copy the state tile of this block's first recurrence item into s.dn_tile
-// (joins the next commit group; the recurrence waits for it).
+// (cp.async; the recurrence waits for it).
 __device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem& s) {
     if (blockIdx.x >= DN_ITEMS) return;
     const float* S = deltanet_state_tile(p, slot, blockIdx.x);
@@ -100,7 +100,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
         const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
         if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
         if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
-        __syncthreads();
+        block_sync();
 
         float* S = deltanet_state_tile(p, slot, item) + lane;
         const bool staged = item == (int)blockIdx.x;
@@ -120,7 +120,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
         float kq = 0.0f;
         for (int i = lane; i < DN_KEY_DIM; i += 32) kq = fmaf(s.dn_k[i], s.dn_q[i], kq);
         kq = warp_sum(kq);
-        __syncthreads();
+        block_sync();
         float stk = 0.0f, stq = 0.0f;
 #pragma unroll
         for (int w = 0; w < WARPS; ++w) {
@@ -136,7 +136,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
         for (int r = 0; r < ROWS; ++r)
             S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
         if (warp == 0) p.mixer_out[h * DN_VALUE_DIM + j] = fmaf(decay, stq, delta * kq);
-        __syncthreads();   // s.dn_* are reused by the next item
+        block_sync();   // s.dn_* are reused by the next item
     }
 }
 
@@ -144,11 +144,10 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
 // x the layer's residual stream in global memory, the residual the copy this
 // block loaded at the start of the layer (s.residual): no global load waits
 // in this stage's epilogue.
-template <int K>
-__device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, const bf16_t* W, Smem& s) {
-    constexpr int R = RowsPerWarp<K>::value;
+template <int K, int R>
+__device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, Smem& s) {
     const float* residual = s.residual;
-    matvec<K, R>(st, W, HIDDEN, s.vec, [=](int row0, const float* sums, const auto&) {
+    matvec<K, R>(st, s.ring, HIDDEN, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R>(sums);
         if (lane_id() < R && row < HIDDEN) x[row] = residual[row] + y;
@@ -174,5 +173,5 @@ __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const Layer
         for (int e = 0; e < PER_LANE; ++e)
             s.vec[vec_slot(h * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[e] * inv * silu(z[e]);
     }
-    __syncthreads();
+    block_sync();
 }

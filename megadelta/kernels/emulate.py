@@ -58,9 +58,9 @@ def build_emulator(config: ModelConfig) -> Path:
 class EmulatedKernel:
     """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, staging_bytes: int):
-        """``staging_bytes``: each block's weight staging area (the GPU gives it all spare shared memory)."""
-        self.config, self.grid, self.staging_bytes = config, grid, staging_bytes
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int):
+        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory)."""
+        self.config, self.grid, self.ring_bytes = config, grid, ring_bytes
         self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
@@ -72,7 +72,7 @@ class EmulatedKernel:
                                      progress=self.progress.data_ptr(),
                                      tokens_out=0 if tokens is None else tokens.data_ptr(),
                                      logits=tokens is None, shared_bytes=0)   # emulate_launch sizes it
-        self.lib.emulate_launch(ctypes.byref(params), self.grid, ctypes.c_uint(self.staging_bytes))
+        self.lib.emulate_launch(ctypes.byref(params), self.grid, ctypes.c_uint(self.ring_bytes))
 
     def decode(self, token_id: int, state: SequenceState) -> torch.Tensor:
         self._run(state, token_id, 1, None)

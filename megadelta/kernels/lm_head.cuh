@@ -14,12 +14,11 @@ __device__ __forceinline__ bool better(float v, int i, float best_v, int best_i)
 
 // s.vec holds the final-normed x.
 __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, Smem& s) {
-    constexpr int R = RowsPerWarp<HIDDEN>::value;
+    constexpr int R = R_IN;
     const int lane = lane_id(), warp = warp_id();
-    wait_staged(s.pipe, st);
     float best_v = NEG_INF;
     int best_i = VOCAB;
-    matvec<HIDDEN, R>(st, p.embed, VOCAB, s.vec, [&](int row0, const float* sums, const auto&) {
+    matvec<HIDDEN, R>(st, s.ring, VOCAB, s.vec, [&](int row0, const float* sums, const auto&) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const int row = row0 + r;
@@ -35,7 +34,7 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, 
         s.best_val[warp] = best_v;
         s.best_idx[warp] = best_i;
     }
-    __syncthreads();
+    block_sync();
     if (thread_id() == 0) {
         for (int w = 1; w < WARPS; ++w)
             if (better(s.best_val[w], s.best_idx[w], best_v, best_i)) {
@@ -68,8 +67,8 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, 
         }
         if (lane == 0) s.best_idx[0] = best_i;
     }
-    __syncthreads();
+    block_sync();
     const int token = s.best_idx[0];
-    __syncthreads();   // best_idx is rewritten by the next step
+    block_sync();   // best_idx is rewritten by the next step
     return token;
 }

@@ -1,40 +1,14 @@
 // Batch-1 matrix-vector products: W is [n_rows, K] row-major bf16, x a K-vector
 // of floats in shared memory.
 //
-// Each block owns a contiguous run of units of R rows (staging.cuh); its warps
-// take the units round robin. Lane l reads the 16-byte chunks l, l+32, ... of
-// each row, so a warp reads 512 contiguous bytes per chunk step. A unit is read
-// from the staging area when the block staged it, else straight from global
-// memory with LOADS_IN_FLIGHT independent 16-byte loads issued before the first use.
-// The R row sums are reduced with shuffles (every lane gets them) and handed to
-// `epi(row0, sums, in)`, which must ignore rows >= n_rows; `in` holds the
-// row's inputs from global memory (RowInputs below).
+// Each block owns a contiguous run of units of R rows (staging.cuh) and reads
+// them from the weight ring in order; its warps take the units round robin.
+// Lane l reads the 16-byte chunks l, l+32, ... of each row, so a warp reads 512
+// contiguous bytes per chunk step. The R row sums are reduced with shuffles
+// (every lane gets them) and handed to `epi(row0, sums, in)`, which must ignore
+// rows >= n_rows; `in` holds the row's inputs from global memory (RowInputs below).
 #pragma once
-#include "staging.cuh"
-
-// 16-byte loads a lane keeps in flight when it reads weights straight from
-// global memory (the output projection, and shares that did not fit the staging
-// area): 8 warps x 32 lanes x 8 x 16 B = 32 KB per SM, 4.3 MB over 132 SMs, about
-// what Little's law asks for (3 TB/s x ~1.5 us). Staged stages need no registers
-// for this: their copies are all issued at once by cp.async.
-#ifndef LOADS_IN_FLIGHT
-#define LOADS_IN_FLIGHT 8
-#endif
-
-// Rows a unit holds for a given K: LOADS_IN_FLIGHT chunks in all, so short rows
-// are taken several at a time.
-template <int K>
-struct RowsPerWarp {
-    static constexpr int chunks = K / 256;
-    static constexpr int value = chunks >= LOADS_IN_FLIGHT ? 1 : LOADS_IN_FLIGHT / chunks;
-};
-
-struct GlobalWeights {
-    __device__ __forceinline__ static uint4 load(const bf16_t* p) { return load_weight16(p); }
-};
-struct StagedWeights {
-    __device__ __forceinline__ static uint4 load(const bf16_t* p) { return *reinterpret_cast<const uint4*>(p); }
-};
+#include "smem.cuh"
 
 // ---- the input vector ------------------------------------------------------
 // Lane l multiplies columns c*256 + 8l + [0, 8) of every 256-column chunk c (its
@@ -47,13 +21,17 @@ __device__ __forceinline__ int vec_slot(int i) {
     return (i & ~255) | ((r & 4) << 5) | ((r >> 3) << 2) | (r & 3);
 }
 
-// What a lane reads of the input vector. Up to K = 1024 (32 floats a lane) it is
-// read into registers once per stage and reused for every unit, so the shared
-// memory pipe only carries weights; longer vectors stay in shared memory.
+// What a lane reads of the input vector. Up to K = 1024 (32 floats a lane; 512
+// without the register hand-off, common.cuh) it is read into registers once
+// per stage and reused for every unit, so the shared memory pipe only carries
+// weights; longer vectors stay in shared memory.
+#ifndef VEC_IN_REGISTERS_MAX
+#define VEC_IN_REGISTERS_MAX (REGISTER_HANDOFF ? 1024 : 512)
+#endif
 template <int K>
 struct InputVector {
     static constexpr int CHUNKS = K / 256;
-    static constexpr bool IN_REGISTERS = K <= 1024;
+    static constexpr bool IN_REGISTERS = K <= VEC_IN_REGISTERS_MAX;
     const float4* xs;
     float4 held[IN_REGISTERS ? 2 * CHUNKS : 1];
 
@@ -109,7 +87,7 @@ __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, 
 // ---- the product -----------------------------------------------------------
 // sums[r] += W[r, 256 c0 : 256 (c0 + N)] . x for the R rows at W (rows from
 // `valid` on do not exist): all R x N loads first, then the math.
-template <class Source, int K, int R, int N>
+template <int K, int R, int N>
 __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int valid, int c0,
                                                   const InputVector<K>& x, float (&sums)[R]) {
     const int lane = lane_id();
@@ -118,7 +96,7 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int g = 0; g < N; ++g)
-            if (r < valid) w[r][g] = Source::load(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
+            if (r < valid) w[r][g] = *reinterpret_cast<const uint4*>(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
 #pragma unroll
     for (int g = 0; g < N; ++g)
 #pragma unroll
@@ -127,11 +105,11 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
 }
 
 // The R row sums of one unit whose rows start at W.
-template <class Source, int K, int R>
+template <int K, int R>
 __device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const InputVector<K>& x,
                                           float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
-    constexpr int GROUP_MAX = LOADS_IN_FLIGHT / R > 1 ? LOADS_IN_FLIGHT / R : 1;   // chunks per row per load group
+    constexpr int GROUP_MAX = UNIT_CHUNKS / R > 1 ? UNIT_CHUNKS / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
     static_assert(!InputVector<K>::IN_REGISTERS || (FULL_GROUPS == 1 && TAIL == 0),
@@ -139,15 +117,15 @@ __device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int vali
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = 0.0f;
     if constexpr (FULL_GROUPS == 1) {
-        accumulate_chunks<Source, K, R, GROUP>(W, valid, 0, x, sums);
+        accumulate_chunks<K, R, GROUP>(W, valid, 0, x, sums);
     } else {
         // Not unrolled: the compiler would hoist the next group's loads over this
         // group's math and run out of registers.
 #pragma unroll 1
         for (int group = 0; group < FULL_GROUPS; ++group)
-            accumulate_chunks<Source, K, R, GROUP>(W, valid, group * GROUP, x, sums);
+            accumulate_chunks<K, R, GROUP>(W, valid, group * GROUP, x, sums);
     }
-    if constexpr (TAIL > 0) accumulate_chunks<Source, K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, x, sums);
+    if constexpr (TAIL > 0) accumulate_chunks<K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, x, sums);
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
 }
@@ -163,28 +141,25 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
     return y;
 }
 
-// This block's share `st` of W . xs (st from stage_matrix<K, R> on the same W,
+// This block's share `st` of W . xs (st taken with R rows a unit on the same
 // n_rows); `first` is fetch_row_inputs<R>(st, rows, n_rows, 0).
 template <int K, int R, class Rows, class Epilogue>
-__device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict__ W, int n_rows,
-                                       const float* xs, const Rows& rows, RowInputs<Rows::N> first,
-                                       Epilogue epi) {
+__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, const float* xs, const Rows& rows,
+                                       RowInputs<Rows::N> first, Epilogue epi) {
     static_assert(K % 256 == 0, "K must be a multiple of 256");
+    static_assert(R * K * sizeof(bf16_t) <= SLOT_BYTES, "a unit fits a ring slot");
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
-    const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
     RowInputs<Rows::N> batch = first;
     int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
     for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
         if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<R>(st, rows, n_rows, k / BATCH);
         const int row0 = (st.unit0 + j) * R;
-        const int valid = n_rows - row0;
         float sums[R];
-        if (j < st.staged)
-            unit_sums<StagedWeights, K, R>(staged + (size_t)j * R * K, valid, x, sums);
-        else
-            unit_sums<GlobalWeights, K, R>(W + (size_t)row0 * K, valid, x, sums);
+        const unsigned slot = acquire_unit(ring, st.seq0 + j);
+        unit_sums<K, R>(slot_weights(ring, slot), n_rows - row0, x, sums);
+        release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};
 #pragma unroll
         for (int i = 0; i < Rows::N; ++i)
@@ -195,9 +170,8 @@ __device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict
 
 // The same without per-row inputs.
 template <int K, int R, class Epilogue>
-__device__ __forceinline__ void matvec(const Stage& st, const bf16_t* __restrict__ W, int n_rows,
-                                       const float* xs, Epilogue epi) {
-    matvec<K, R>(st, W, n_rows, xs, NoRowInputs{}, RowInputs<0>{}, epi);
+__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, const float* xs, Epilogue epi) {
+    matvec<K, R>(st, ring, n_rows, xs, NoRowInputs{}, RowInputs<0>{}, epi);
 }
 
 // ---- moving vectors into shared memory -------------------------------------
@@ -254,7 +228,7 @@ __device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, 
             if (raw != nullptr) reinterpret_cast<float4*>(raw)[j] = v[i];
         }
     }
-    __syncthreads();
+    block_sync();
 }
 
 // x (float, global, written by other blocks) -> shared memory (permuted), as it is.
@@ -272,5 +246,5 @@ __device__ __forceinline__ void load_vector(const float* x, float* xs) {
         const int j = thread_id() + i * THREADS;
         if (j < V::N4) *reinterpret_cast<float4*>(xs + vec_slot(4 * j)) = v[i];
     }
-    __syncthreads();
+    block_sync();
 }

@@ -1,11 +1,11 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
-// a stage spreads its work over all warps of the grid, and a grid barrier
-// separates stages whose inputs another block produces (see docs/megakernel.md
-// for the list). Each block stages the weights of the next stage into shared
-// memory while it works on the current one (staging.cuh). Greedy runs feed each
-// argmax back as the next input token and publish it to host-mapped memory as
-// soon as it is known.
+// a stage spreads its work over all compute warps of the grid, and a grid
+// barrier separates stages whose inputs another block produces (see
+// docs/megakernel.md for the list). Each block's producer warp streams the
+// weights it will read, in order, into a ring in shared memory as far ahead as
+// the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
+// input token and publish it to host-mapped memory as soon as it is known.
 #include "attention.cuh"
 #include "deltanet.cuh"
 #include "lm_head.cuh"
@@ -23,82 +23,73 @@ __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWei
         load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
 
-// The staged matrices, in the order the stages read them. Each weight stage
-// first loads its input vector (and the per-row inputs of its epilogue), then
-// issues the copies of the next weight stage (staging.cuh), then computes: the
-// stage's own round trips go out before the next burst of copies, and one
-// stage's weights are always streaming in while another's are read.
-constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
-// The part of the output projection staged ahead (it streams 0.5 GB from
-// global memory anyway): small enough that the next step's first layer still fits.
-#define LM_HEAD_STAGED_FRACTION 4
-
-__device__ __forceinline__ void stage_layer_input(const Params& p, Smem& s, int layer) {
-    stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.layers[layer].w_in,
-                               LAYER_IS_ATTENTION[layer] ? ATTN_PROJ_ROWS : DN_PROJ_ROWS);
+// The producer warp: every weight matrix of the launch, in the order the
+// stages take them (WeightStream::take in the functions below), into the ring.
+__device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int layer) {
+    const LayerWeights& L = p.layers[layer];
+    if (LAYER_IS_ATTENTION[layer]) {
+        if (!out.give<HIDDEN, R_IN>(L.w_in, ATTN_PROJ_ROWS)) return false;
+        if (!out.give<Q_SIZE, R_OUT_ATTENTION>(L.w_out, HIDDEN)) return false;
+    } else {
+        if (!out.give<HIDDEN, R_IN>(L.w_in, DN_PROJ_ROWS)) return false;
+        if (!out.give<VALUE_DIM, R_OUT_DELTANET>(L.w_out, HIDDEN)) return false;
+    }
+    return out.give<HIDDEN, UP_ROWS>(L.w_gate_up, 2 * INTERMEDIATE)
+           && out.give<HIDDEN, DOWN_ROWS>(L.w_down_t, INTERMEDIATE);
 }
 
-__device__ __forceinline__ void stage_gate_up(const Params& p, const LayerWeights& L, Smem& s) {
-    stage_matrix<HIDDEN, UP_ROWS>(s.pipe, staging_bytes(p), L.w_gate_up, 2 * INTERMEDIATE);
+__device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
+    Producer out{ring};
+    for (int step = 0; step < p.n_steps; ++step) {
+        for (int layer = 0; layer < N_LAYERS; ++layer)
+            if (!give_layer(out, p, layer)) return out.drain();
+        if (!out.give<HIDDEN, R_IN>(p.embed, VOCAB)) return out.drain();
+    }
+    out.drain();
 }
 
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                               Smem& s) {
+                                               WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = s.pipe.pending;
+    const Stage w_in = ws.take<R_IN>(DN_PROJ_ROWS);
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
     load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
-    stage_matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
-    wait_staged(s.pipe, w_in);
     deltanet_project(p, L, slot, w_in, conv_in, s);
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
-    const Stage w_out = s.pipe.pending;
+    const Stage w_out = ws.take<R_OUT_DELTANET>(HIDDEN);
     deltanet_gated_norm(p, L, s);
-    stage_gate_up(p, L, s);
-    wait_staged(s.pipe, w_out);
-    project_and_add_residual<VALUE_DIM>(residual_stream(p, layer), w_out, L.w_out, s);
+    project_and_add_residual<VALUE_DIM, R_OUT_DELTANET>(residual_stream(p, layer), w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                                int pos, Smem& s) {
+                                                int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = s.pipe.pending;
+    const Stage w_in = ws.take<R_IN>(ATTN_PROJ_ROWS);
     load_layer_input(p, L, layer, token, s);
-    stage_matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value>(s.pipe, staging_bytes(p), L.w_out, HIDDEN);
-    wait_staged(s.pipe, w_in);
-    attention_project(p, L, w_in, s);
+    attention_project(p, w_in, s);
     grid_barrier(p.barrier);
     attention_partials(p, L, slot, pos, s);
     grid_barrier(p.barrier);
     attention_combine(p, pos);
     grid_barrier(p.barrier);
-    const Stage w_out = s.pipe.pending;
+    const Stage w_out = ws.take<R_OUT_ATTENTION>(HIDDEN);
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    stage_gate_up(p, L, s);
-    wait_staged(s.pipe, w_out);
-    project_and_add_residual<Q_SIZE>(residual_stream(p, layer), w_out, L.w_out, s);
+    project_and_add_residual<Q_SIZE, R_OUT_ATTENTION>(residual_stream(p, layer), w_out, s);
 }
 
-// After the mixer's residual add, one stage: W_down^T's share is copied while
-// the gate/up product runs on the staged gate/up share; once that share is read,
-// its end of the staging area takes the next layer's (or the output
-// projection's) weights, which stream in during the down product and the barrier.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, Smem& s) {
+// After the mixer's residual add, one stage: the gate/up product on the block's
+// rows, then its slice of h through the matching rows of W_down^T.
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
+                                          Smem& s) {
     grid_barrier(p.barrier);
-    const Stage w_gate_up = s.pipe.pending;
+    const Stage w_gate_up = ws.take<UP_ROWS>(2 * INTERMEDIATE);
+    const Stage w_down_t = ws.take<DOWN_ROWS>(INTERMEDIATE);
     load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
-    stage_matrix<HIDDEN, DOWN_ROWS>(s.pipe, staging_bytes(p), L.w_down_t, INTERMEDIATE);
-    const Stage w_down_t = s.pipe.pending;
     mlp_up(L, w_gate_up, s);
-    __syncthreads();   // every warp has read the gate/up share before copies overwrite it
-    if (layer + 1 == N_LAYERS)
-        stage_matrix<HIDDEN, R_IN>(s.pipe, staging_bytes(p), p.embed, VOCAB, staging_bytes(p) / LM_HEAD_STAGED_FRACTION);
-    else
-        stage_layer_input(p, s, layer + 1);
-    mlp_down(p, L, layer, w_down_t, s);
+    mlp_down(p, layer, w_down_t, s);
     grid_barrier(p.barrier);
 }
 
@@ -108,25 +99,21 @@ __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
     return false;
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const Params p) {
-    Smem& s = block_smem();
-    stage_clock_init(p.barrier);
-    init_pipeline(s.pipe);
-    stage_layer_input(p, s, 0);
+__device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
+    WeightStream ws;
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
         const int pos = p.position + step;
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
             if (LAYER_IS_ATTENTION[layer])
-                attention_layer(p, L, layer, token, pos, s);
+                attention_layer(p, L, layer, token, pos, ws, s);
             else
-                deltanet_layer(p, L, layer, token, s);
-            mlp_block(p, L, layer, s);
+                deltanet_layer(p, L, layer, token, ws, s);
+            mlp_block(p, L, layer, ws, s);
         }
-        const Stage lm_head = s.pipe.pending;
+        const Stage lm_head = ws.take<R_IN>(VOCAB);
         load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
-        stage_layer_input(p, s, 0);   // the next step's (unused after the last step)
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
@@ -136,5 +123,18 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) megadelta_decode(const 
         }
         if (is_stop_token(p, token)) break;
     }
-    drain_staging(s.pipe);
+}
+
+extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(const Params p) {
+    Smem& s = block_smem();
+    init_ring(s.ring, ring_bytes(p));
+    if (warp_id() >= WARPS) {   // the producer warpgroup: its first warp's lane 0 on Hopper, every lane before
+        producer_registers();
+        if (warp_id() == WARPS && (BULK_COPY == 0 || lane_id() == 0)) produce_weights(p, s.ring);
+        return;
+    }
+    compute_registers();
+    stage_clock_init(p.barrier);
+    decode_steps(p, s);
+    if (thread_id() == 0) s.ring.stop = 1;   // a stop token may leave units the producer waits to give
 }

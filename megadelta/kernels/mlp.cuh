@@ -11,12 +11,9 @@
 #include "params.cuh"
 #include "smem.cuh"
 
-// Rows per warp of the gate/up product: whole (gate, up) row pairs; a unit of
-// W_down^T holds the rows of the same h entries.
-constexpr int UP_ROWS = RowsPerWarp<HIDDEN>::value < 2 ? 2 : RowsPerWarp<HIDDEN>::value;
-constexpr int DOWN_ROWS = UP_ROWS / 2;
-static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
+// (UP_ROWS and DOWN_ROWS, the units' rows, are in staging.cuh.)
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
+constexpr int DOWN_PASSES = (HIDDEN + 4 * THREADS - 1) / (4 * THREADS);   // float4 columns a thread owns
 
 // The residual stream that layer `layer` reads (and its mixer adds to); its
 // MLP accumulates into residual_stream(p, layer + 1).
@@ -35,11 +32,10 @@ __device__ __forceinline__ void clear_next_residual(const Params& p, int layer) 
 // s.vec holds rmsnorm(x); the block's slice of h goes to s.mlp_h.
 __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, Smem& s) {
     constexpr int R = UP_ROWS;
-    wait_staged(s.pipe, st);
     const bool lane0 = lane_id() == 0;
     const int h0 = st.unit0 * DOWN_ROWS;
     float* h = s.mlp_h;
-    matvec<HIDDEN, R>(st, L.w_gate_up, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums, const auto&) {
+    matvec<HIDDEN, R>(st, s.ring, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums, const auto&) {
         if (!lane0) return;
 #pragma unroll
         for (int r = 0; r < R; r += 2)
@@ -47,35 +43,45 @@ __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, S
     });
 }
 
-// 4 bf16 weights of a W_down^T row, from the staging area or global memory.
-__device__ __forceinline__ uint2 down_weights4(const bf16_t* staged_row, const bf16_t* global_row, int col) {
-    if (staged_row != nullptr) return *reinterpret_cast<const uint2*>(staged_row + col);
-    return __ldg(reinterpret_cast<const uint2*>(global_row + col));
-}
-
-// `st`: the block's share of W_down^T (stage_matrix<HIDDEN, DOWN_ROWS>), the
-// same h entries as mlp_up's share.
-__device__ __forceinline__ void mlp_down(const Params& p, const LayerWeights& L, int layer, const Stage& st,
-                                         Smem& s) {
-    wait_staged(s.pipe, st);   // also: every warp's h is in s.mlp_h
+// `st`: the block's share of W_down^T (DOWN_ROWS rows a unit), the same h
+// entries as mlp_up's share. Every thread reads every unit (its own columns), so
+// each warp releases each slot once.
+__device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage& st, Smem& s) {
+    block_sync();   // every warp's h is in s.mlp_h
+    float4 acc[DOWN_PASSES];
+#pragma unroll
+    for (int c = 0; c < DOWN_PASSES; ++c) {
+        const int col = 4 * (thread_id() + c * THREADS);
+        acc[c] = blockIdx.x == 0 && col < HIDDEN ? *reinterpret_cast<const float4*>(s.residual + col)
+                                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
     const int h0 = st.unit0 * DOWN_ROWS;
-    const int n_h = max(0, min(st.units * DOWN_ROWS, INTERMEDIATE - h0));
-    const int n_staged = min(st.staged * DOWN_ROWS, n_h);
-    const bf16_t* staged = reinterpret_cast<const bf16_t*>(staging_area() + st.offset);
-    float* next = residual_stream(p, layer + 1);
-    for (int col = 4 * thread_id(); col < HIDDEN; col += 4 * THREADS) {
-        float4 acc = blockIdx.x == 0 ? *reinterpret_cast<const float4*>(s.residual + col)
-                                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 4
-        for (int i = 0; i < n_h; ++i) {
-            const uint2 w = down_weights4(i < n_staged ? staged + (size_t)i * HIDDEN : nullptr,
-                                          L.w_down_t + (size_t)(h0 + i) * HIDDEN, col);
-            const float hi = s.mlp_h[i];
-            acc.x = fmaf(hi, bf16_lo(w.x), acc.x);
-            acc.y = fmaf(hi, bf16_hi(w.x), acc.y);
-            acc.z = fmaf(hi, bf16_lo(w.y), acc.z);
-            acc.w = fmaf(hi, bf16_hi(w.y), acc.w);
+#pragma unroll 1
+    for (int j = 0; j < st.units; ++j) {
+        const unsigned slot = acquire_unit(s.ring, st.seq0 + j);
+        const bf16_t* rows = slot_weights(s.ring, slot);
+        const int n = min(DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
+#pragma unroll
+        for (int r = 0; r < DOWN_ROWS; ++r) {
+            if (r >= n) break;
+            const float hi = s.mlp_h[j * DOWN_ROWS + r];
+#pragma unroll
+            for (int c = 0; c < DOWN_PASSES; ++c) {
+                const int col = 4 * (thread_id() + c * THREADS);
+                if (col >= HIDDEN) break;
+                const uint2 w = *reinterpret_cast<const uint2*>(rows + (size_t)r * HIDDEN + col);
+                acc[c].x = fmaf(hi, bf16_lo(w.x), acc[c].x);
+                acc[c].y = fmaf(hi, bf16_hi(w.x), acc[c].y);
+                acc[c].z = fmaf(hi, bf16_lo(w.y), acc[c].z);
+                acc[c].w = fmaf(hi, bf16_hi(w.y), acc[c].w);
+            }
         }
-        red_add4(next + col, acc);
+        release_slot(s.ring, slot, 1);
+    }
+    float* next = residual_stream(p, layer + 1);
+#pragma unroll
+    for (int c = 0; c < DOWN_PASSES; ++c) {
+        const int col = 4 * (thread_id() + c * THREADS);
+        if (col < HIDDEN) red_add4(next + col, acc[c]);
     }
 }

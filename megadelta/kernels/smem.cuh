@@ -35,11 +35,11 @@ struct Smem {
         __align__(16) float dn_tile[DN_KEY_DIM][32];         // staged DeltaNet state tile of the block's first item
         float mlp_h[MLP_H_SLOTS];                            // the block's slice of the MLP's h
     };
-    Pipeline pipe;                             // weight staging: the stage in flight
+    Ring ring;                                 // weight staging (staging.cuh)
 };
 
-// Smem sits at the start of the block's dynamic shared memory, the staging area after it.
+// Smem sits at the start of the block's dynamic shared memory, the ring's slots after it.
 constexpr unsigned STAGING_OFFSET = (sizeof(Smem) + 15) / 16 * 16;
 __device__ __forceinline__ Smem& block_smem() { return *reinterpret_cast<Smem*>(BLOCK_SHARED_BASE); }
-__device__ __forceinline__ unsigned char* staging_area() { return BLOCK_SHARED_BASE + STAGING_OFFSET; }
-__device__ __forceinline__ unsigned staging_bytes(const Params& p) { return p.shared_bytes - STAGING_OFFSET; }
+__device__ __forceinline__ unsigned char* ring_area() { return BLOCK_SHARED_BASE + STAGING_OFFSET; }
+__device__ __forceinline__ unsigned ring_bytes(const Params& p) { return p.shared_bytes - STAGING_OFFSET; }
