@@ -20,7 +20,7 @@
 #   7. delta-rule kernel sweep: candidate tunings of the prefill's gated delta rule
 #   8. Nsight Compute profile of one 16-step decode launch: warp stall reasons,
 #      per-instruction samples (PROFILE_OPTIONS: arguments of megadelta.kernels.profile,
-#      e.g. --option=-DUNITS_IN_FLIGHT=4)
+#      e.g. --option=-DPAGES_IN_FLIGHT=2)
 # A failing stage is logged and the rest still run (a failed smoke check skips
 # the megakernel's own stages); the exit status is 1 if any stage failed.
 # $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown

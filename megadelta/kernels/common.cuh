@@ -177,11 +177,9 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                      :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
 }
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 #else   // before Hopper the ring's copies are cp.async; these are never called
 __device__ __forceinline__ void mbarrier_expect_bytes(u64*, unsigned) {}
 __device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned, u64*) {}
-__device__ __forceinline__ void fence_proxy_async() {}
 #endif
 
 // Ordered hand-over of a word between the ring's producer and its consumers.

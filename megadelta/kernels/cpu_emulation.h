@@ -157,7 +157,6 @@ inline void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64*
     std::memcpy(dst, src, bytes);
     mbarrier_arrive(bar, 1);
 }
-inline void fence_proxy_async() {}
 inline void store_release_shared(unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*p);
     a.store(v);

@@ -147,7 +147,6 @@ template <int K, int R, class Rows, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, const float* xs, const Rows& rows,
                                        RowInputs<Rows::N> first, Epilogue epi) {
     static_assert(K % 256 == 0, "K must be a multiple of 256");
-    static_assert(R * K * sizeof(bf16_t) <= SLOT_BYTES, "a unit fits a ring slot");
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
     RowInputs<Rows::N> batch = first;
@@ -157,8 +156,9 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, 
         if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<R>(st, rows, n_rows, k / BATCH);
         const int row0 = (st.unit0 + j) * R;
         float sums[R];
-        const unsigned slot = acquire_unit(ring, st.seq0 + j);
-        unit_sums<K, R>(slot_weights(ring, slot), n_rows - row0, x, sums);
+        const bf16_t* unit;
+        const unsigned slot = acquire_unit<K, R>(ring, st, j, unit);
+        unit_sums<K, R>(unit, n_rows - row0, x, sums);
         release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};
 #pragma unroll

@@ -58,8 +58,8 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
     const int h0 = st.unit0 * DOWN_ROWS;
 #pragma unroll 1
     for (int j = 0; j < st.units; ++j) {
-        const unsigned slot = acquire_unit(s.ring, st.seq0 + j);
-        const bf16_t* rows = slot_weights(s.ring, slot);
+        const bf16_t* rows;
+        const unsigned slot = acquire_unit<HIDDEN, DOWN_ROWS>(s.ring, st, j, rows);
         const int n = min(DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
 #pragma unroll
         for (int r = 0; r < DOWN_ROWS; ++r) {

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--config", default="qwen3.5-0.8b", choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--option", action="append", default=[], metavar="OPTION",
-                        help="an NVRTC option for the build, e.g. --option=-DUNITS_IN_FLIGHT=4")
+                        help="an NVRTC option for the build, e.g. --option=-DPAGES_IN_FLIGHT=2")
     args = parser.parse_args()
     device = torch.device("cuda")
     config = PRESETS[args.config]

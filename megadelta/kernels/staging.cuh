@@ -1,27 +1,32 @@
-// Weight staging: a ring of unit-sized slots in shared memory, filled by the
-// block's producer warp and emptied by its compute warps.
+// Weight staging: a ring of pages in shared memory, filled by the block's
+// producer warp and emptied by its compute warps.
 //
 // Every weight matrix a step reads is cut into units of R rows, and each block
-// owns a contiguous run of units of each matrix (block_share). The order in
-// which a block reads its units over a whole launch is fixed (steps, layers,
-// then in_proj, out_proj, gate/up, down; the output projection last), so the
-// producer walks that order on its own, one unit per slot, as far ahead as the
-// ring has free slots: the weights stream in while the compute warps wait at
-// grid barriers, load vectors or finish the previous stage, across any number
-// of stages. Unit u of the block's sequence goes to slot u % slots.
+// owns a contiguous run of units of each matrix (block_share), cut into pages
+// of up to PAGE_UNITS units (contiguous in global memory: one bulk copy a page).
+// The order in which a block reads its pages over a whole launch is fixed
+// (steps, layers, then in_proj, out_proj, gate/up, down; the output projection
+// last), so the producer walks that order on its own, one page per slot, as far
+// ahead as the ring has free slots: the weights stream in while the compute
+// warps wait at grid barriers, load vectors or finish the previous stage, across
+// any number of stages. Page q of the block's sequence goes to slot q % slots.
 //
-// The producer keeps at most UNITS_IN_FLIGHT copies outstanding: enough for
-// HBM to stream at full rate (Little's law: ~3 TB/s x ~1 us over 132 SMs is
-// ~24 KB an SM), few enough that the grid barrier's arrivals and the stages'
-// vector loads do not queue behind a whole stage's worth of weight reads
-// (docs/perf-notes.md, v15).
+// The producer keeps at most PAGES_IN_FLIGHT copies outstanding: enough for
+// HBM to stream at full rate (Little's law: ~3 TB/s x ~1.5 us over 132 SMs is
+// ~35 KB an SM), few enough that the grid barrier's arrivals and the stages'
+// vector loads do not queue behind a whole stage's worth of weight reads.
+// Pages rather than units per copy: one thread issues the copies, and at one
+// 4 KB unit per copy its loop (two mbarrier waits, a release store, the copy)
+// could not keep up with an SM's share of HBM (v15 in docs/perf-notes.md).
 //
-// Per slot: `full` completes when the unit has landed (the producer's arrival
+// Per slot: `full` completes when the page has landed (the producer's arrival
 // with its byte count on Hopper, each producer lane's cp.async arrival before),
-// `empty` when the WARPS warps that read it have released it, and `unit` names
-// the unit the slot holds. Consumers wait for `unit` first: only then is the
-// slot's `full` barrier at most one phase behind the unit they want, which a
-// parity wait needs (a warp may run more than a ring ahead of another).
+// `empty` when its units' readers have released it (PAGE_UNITS x WARPS
+// arrivals: a unit's one reading warp arrives WARPS times, or each of the WARPS
+// warps once), and `page` names the page the slot holds. Consumers wait for
+// `page` first: only then is the slot's `full` barrier at most one phase behind
+// the page they want, which a parity wait needs (a warp may run more than a
+// ring ahead of another).
 #pragma once
 #include "common.cuh"
 
@@ -30,8 +35,11 @@
 #ifndef UNIT_CHUNKS
 #define UNIT_CHUNKS (REGISTER_HANDOFF ? 8 : 4)
 #endif
-#ifndef UNITS_IN_FLIGHT
-#define UNITS_IN_FLIGHT 8
+#ifndef PAGE_UNITS
+#define PAGE_UNITS 4
+#endif
+#ifndef PAGES_IN_FLIGHT
+#define PAGES_IN_FLIGHT 3
 #endif
 #define RING_SLOTS_MAX 64
 
@@ -53,20 +61,21 @@ constexpr int DOWN_ROWS = UP_ROWS / 2;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
 constexpr int cmax(int a, int b) { return a > b ? a : b; }
-constexpr unsigned SLOT_BYTES = 2u * cmax(cmax(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
-                                          cmax(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN));
+constexpr unsigned UNIT_BYTES_MAX = 2u * cmax(cmax(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
+                                              cmax(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN));
+constexpr unsigned PAGE_BYTES = PAGE_UNITS * UNIT_BYTES_MAX;
 
-// One block's share of a matrix and where its units sit in the block's sequence.
+// One block's share of a matrix and where its pages sit in the block's sequence.
 struct Stage {
     int unit0;          // first unit of this block
     int units;          // units of this block
-    unsigned seq0;      // the block's sequence number of unit0
+    unsigned page0;     // the block's sequence number of the page holding unit0
 };
 
 struct Ring {
     u64 full[RING_SLOTS_MAX];
     u64 empty[RING_SLOTS_MAX];
-    unsigned unit[RING_SLOTS_MAX];
+    unsigned page[RING_SLOTS_MAX];
     unsigned slots;
     volatile int stop;   // the compute warps are done (a stop token can end a launch early)
 };
@@ -76,51 +85,53 @@ __device__ __forceinline__ unsigned char* ring_area();   // smem.cuh
 // All BLOCK_THREADS threads, before the producer warp parts.
 __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
     if (thread_id() == 0) {
-        ring.slots = min(RING_SLOTS_MAX, (int)(area_bytes / SLOT_BYTES));
+        ring.slots = min(RING_SLOTS_MAX, (int)(area_bytes / PAGE_BYTES));
         if (ring.slots < 2) __trap();   // every GPU it runs on has room for dozens
         ring.stop = 0;
         for (int i = 0; i < RING_SLOTS_MAX; ++i) {
             mbarrier_init(&ring.full[i], BULK_COPY ? 1 : 32);
-            mbarrier_init(&ring.empty[i], WARPS);
-            ring.unit[i] = ~0u;
+            mbarrier_init(&ring.empty[i], PAGE_UNITS * WARPS);
+            ring.page[i] = ~0u;
         }
     }
     __syncthreads();
 }
 
 template <int R>
-__device__ __forceinline__ Stage block_share(int n_rows, unsigned seq0) {
+__device__ __forceinline__ Stage block_share(int n_rows, unsigned page0) {
     const int n_units = (n_rows + R - 1) / R;
     const int u0 = (int)((long long)n_units * blockIdx.x / gridDim.x);
     const int u1 = (int)((long long)n_units * (blockIdx.x + 1) / gridDim.x);
-    return {u0, u1 - u0, seq0};
+    return {u0, u1 - u0, page0};
 }
 
-// A thread's place in the block's unit sequence: the compute threads take each
+__device__ __forceinline__ unsigned pages_of(const Stage& st) { return (st.units + PAGE_UNITS - 1) / PAGE_UNITS; }
+
+// A thread's place in the block's page sequence: the compute threads take each
 // matrix's share in the producer's order.
 struct WeightStream {
     unsigned next = 0;
     template <int R>
     __device__ __forceinline__ Stage take(int n_rows) {
         const Stage st = block_share<R>(n_rows, next);
-        next += st.units;
+        next += pages_of(st);
         return st;
     }
 };
 
-__device__ __forceinline__ const bf16_t* slot_weights(const Ring& ring, unsigned slot) {
-    return reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * SLOT_BYTES);
-}
-
-// Compute side: wait until unit `u` of the sequence has landed; its slot.
-__device__ __forceinline__ unsigned acquire_unit(Ring& ring, unsigned u) {
-    const unsigned slot = u % ring.slots;
-    wait_shared_equal(&ring.unit[slot], u);
-    mbarrier_wait(&ring.full[slot], (u / ring.slots) & 1u);
+// Compute side: wait until the page holding unit j of share `st` (R rows of K
+// columns a unit) has landed; the slot, and the unit's weights in `unit`.
+template <int K, int R>
+__device__ __forceinline__ unsigned acquire_unit(Ring& ring, const Stage& st, int j, const bf16_t*& unit) {
+    static_assert(R * K * sizeof(bf16_t) <= UNIT_BYTES_MAX, "a unit fits its place in a page");
+    const unsigned q = st.page0 + j / PAGE_UNITS, slot = q % ring.slots;
+    wait_shared_equal(&ring.page[slot], q);
+    mbarrier_wait(&ring.full[slot], (q / ring.slots) & 1u);
+    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % PAGE_UNITS) * R * K;
     return slot;
 }
 
-// Compute side, once the warp's lanes have read the slot: `count` of its WARPS releases.
+// Compute side, once the warp's lanes have read its unit: `count` of the slot's releases.
 __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned count) {
     __syncwarp();
     if (lane_id() == 0) mbarrier_arrive(&ring.empty[slot], count);
@@ -129,7 +140,7 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 // ---- the producer warp ----------------------------------------------------------
 struct Producer {
     Ring& ring;
-    unsigned next = 0;   // units issued so far
+    unsigned next = 0;   // pages issued so far
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
@@ -138,26 +149,29 @@ struct Producer {
         return true;
     }
 
-    // Issue this block's share of W [n_rows, K]; false once the compute warps have finished.
+    // Issue this block's share of W [n_rows, K] (units of R rows); false once the compute warps have finished.
     template <int K, int R>
     __device__ __forceinline__ bool give(const bf16_t* W, int n_rows) {
         const Stage st = block_share<R>(n_rows, next);
-        const unsigned slots = ring.slots, in_flight = min(UNITS_IN_FLIGHT, (int)slots - 1);
-        for (int j = 0; j < st.units; ++j, ++next) {
+        const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
+        for (int u = 0; u < st.units; u += PAGE_UNITS, ++next) {
             const unsigned slot = next % slots;
             if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
-            if (next >= in_flight) {   // the copy in_flight units back has landed
+            if (next >= in_flight) {   // the copy in_flight pages back has landed
                 const unsigned old = next - in_flight;
                 mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
             }
-            // The last unit of the matrix may be short: copy only rows that exist.
-            const int row0 = (st.unit0 + j) * R;
-            const unsigned bytes = min(R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
-            unsigned char* dst = ring_area() + (size_t)slot * SLOT_BYTES;
+            // A short page (the share's end) is released for its missing units now;
+            // the matrix's last unit may be short too: copy only rows that exist.
+            const int units = min(PAGE_UNITS, st.units - u), row0 = (st.unit0 + u) * R;
+            const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
+            unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
-            if (lane_id() == 0) store_release_shared(&ring.unit[slot], next);
+            if (lane_id() == 0) {
+                if (units < PAGE_UNITS) mbarrier_arrive(&ring.empty[slot], (PAGE_UNITS - units) * WARPS);
+                store_release_shared(&ring.page[slot], next);
+            }
             if (BULK_COPY) {
-                fence_proxy_async();   // the compute warps' reads of the slot come before the engine's writes
                 mbarrier_expect_bytes(&ring.full[slot], bytes);
                 bulk_copy_to_shared(dst, src, bytes, &ring.full[slot]);
             } else {
@@ -170,8 +184,8 @@ struct Producer {
 
     // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        const unsigned slots = ring.slots, in_flight = min(UNITS_IN_FLIGHT, (int)slots - 1);
-        for (unsigned u = next > in_flight ? next - in_flight : 0u; u < next; ++u)
-            mbarrier_wait(&ring.full[u % slots], (u / slots) & 1u);
+        const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
+        for (unsigned q = next > in_flight ? next - in_flight : 0u; q < next; ++q)
+            mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
     }
 };

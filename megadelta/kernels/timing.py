@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--depths", default="0,4096,32768")
     parser.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
                         help="also time the kernel built with these NVRTC options (repeatable), "
-                             "e.g. --variant=-DUNITS_IN_FLIGHT=4 (note the =: the value starts with a dash)")
+                             "e.g. --variant=-DPAGES_IN_FLIGHT=2 (note the =: the value starts with a dash)")
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
