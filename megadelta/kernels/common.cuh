@@ -311,6 +311,7 @@ enum StagePoint {
     POINT_DONE,     // every thread reached the barrier at the end of the stage
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
+    POINT_PRODUCT,  // warp 0 is through its part of a matrix product
     STAGE_POINTS
 };
 

@@ -166,6 +166,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, 
             in.v[i] = __shfl_sync(0xffffffffu, batch.v[i], (k % BATCH) * R + lane_id() % R);
         epi(row0, sums, in);
     }
+    stage_point(POINT_PRODUCT);
 }
 
 // The same without per-row inputs.

@@ -51,7 +51,7 @@ __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<R_IN>(DN_PROJ_ROWS);
+    const Stage w_in = ws.take<HIDDEN, R_IN>(DN_PROJ_ROWS);
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
     load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
@@ -59,7 +59,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<R_OUT_DELTANET>(HIDDEN);
+    const Stage w_out = ws.take<VALUE_DIM, R_OUT_DELTANET>(HIDDEN);
     deltanet_gated_norm(p, L, s);
     project_and_add_residual<VALUE_DIM, R_OUT_DELTANET>(residual_stream(p, layer), w_out, s);
 }
@@ -67,7 +67,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                 int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<R_IN>(ATTN_PROJ_ROWS);
+    const Stage w_in = ws.take<HIDDEN, R_IN>(ATTN_PROJ_ROWS);
     load_layer_input(p, L, layer, token, s);
     attention_project(p, w_in, s);
     grid_barrier(p.barrier);
@@ -75,7 +75,7 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     grid_barrier(p.barrier);
     attention_combine(p, pos);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<R_OUT_ATTENTION>(HIDDEN);
+    const Stage w_out = ws.take<Q_SIZE, R_OUT_ATTENTION>(HIDDEN);
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
     project_and_add_residual<Q_SIZE, R_OUT_ATTENTION>(residual_stream(p, layer), w_out, s);
 }
@@ -85,8 +85,8 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
 __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
                                           Smem& s) {
     grid_barrier(p.barrier);
-    const Stage w_gate_up = ws.take<UP_ROWS>(2 * INTERMEDIATE);
-    const Stage w_down_t = ws.take<DOWN_ROWS>(INTERMEDIATE);
+    const Stage w_gate_up = ws.take<HIDDEN, UP_ROWS>(2 * INTERMEDIATE);
+    const Stage w_down_t = ws.take<HIDDEN, DOWN_ROWS>(INTERMEDIATE);
     load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(L, w_gate_up, s);
     mlp_down(p, layer, w_down_t, s);
@@ -112,7 +112,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
                 deltanet_layer(p, L, layer, token, ws, s);
             mlp_block(p, L, layer, ws, s);
         }
-        const Stage lm_head = ws.take<R_IN>(VOCAB);
+        const Stage lm_head = ws.take<HIDDEN, R_IN>(VOCAB);
         load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

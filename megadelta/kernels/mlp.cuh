@@ -44,9 +44,10 @@ __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, S
 }
 
 // `st`: the block's share of W_down^T (DOWN_ROWS rows a unit), the same h
-// entries as mlp_up's share. Every thread reads every unit (its own columns), so
-// each warp releases each slot once.
+// entries as mlp_up's share. Every thread reads every row (its own columns), a
+// page at a time: each warp releases each page once, for all its units.
 __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage& st, Smem& s) {
+    constexpr int UPP = UnitsPerPage<HIDDEN, DOWN_ROWS>::value;
     block_sync();   // every warp's h is in s.mlp_h
     float4 acc[DOWN_PASSES];
 #pragma unroll
@@ -57,13 +58,14 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
     }
     const int h0 = st.unit0 * DOWN_ROWS;
 #pragma unroll 1
-    for (int j = 0; j < st.units; ++j) {
+    for (int j = 0; j < st.units; j += UPP) {
         const bf16_t* rows;
         const unsigned slot = acquire_unit<HIDDEN, DOWN_ROWS>(s.ring, st, j, rows);
-        const int n = min(DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
+        const int n_units = min(UPP, st.units - j);
+        const int n_rows = min(n_units * DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
 #pragma unroll
-        for (int r = 0; r < DOWN_ROWS; ++r) {
-            if (r >= n) break;
+        for (int r = 0; r < UPP * DOWN_ROWS; ++r) {
+            if (r >= n_rows) break;
             const float hi = s.mlp_h[j * DOWN_ROWS + r];
 #pragma unroll
             for (int c = 0; c < DOWN_PASSES; ++c) {
@@ -76,8 +78,9 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
                 acc[c].w = fmaf(hi, bf16_hi(w.y), acc[c].w);
             }
         }
-        release_slot(s.ring, slot, 1);
+        release_slot(s.ring, slot, n_units);
     }
+    stage_point(POINT_PRODUCT);
     float* next = residual_stream(p, layer + 1);
 #pragma unroll
     for (int c = 0; c < DOWN_PASSES; ++c) {

@@ -3,7 +3,8 @@
 //
 // Every weight matrix a step reads is cut into units of R rows, and each block
 // owns a contiguous run of units of each matrix (block_share), cut into pages
-// of up to PAGE_UNITS units (contiguous in global memory: one bulk copy a page).
+// of up to PAGE_BYTES (whole units, contiguous in global memory: one bulk copy
+// a page).
 // The order in which a block reads its pages over a whole launch is fixed
 // (steps, layers, then in_proj, out_proj, gate/up, down; the output projection
 // last), so the producer walks that order on its own, one page per slot, as far
@@ -21,9 +22,10 @@
 //
 // Per slot: `full` completes when the page has landed (the producer's arrival
 // with its byte count on Hopper, each producer lane's cp.async arrival before),
-// `empty` when its units' readers have released it (PAGE_UNITS x WARPS
+// `empty` when its units' readers have released it (UNITS_CAP x WARPS
 // arrivals: a unit's one reading warp arrives WARPS times, or each of the WARPS
-// warps once), and `page` names the page the slot holds. Consumers wait for
+// warps once; the producer arrives for the units a page does not hold), and
+// `page` names the page the slot holds. Consumers wait for
 // `page` first: only then is the slot's `full` barrier at most one phase behind
 // the page they want, which a parity wait needs (a warp may run more than a
 // ring ahead of another).
@@ -35,8 +37,8 @@
 #ifndef UNIT_CHUNKS
 #define UNIT_CHUNKS (REGISTER_HANDOFF ? 8 : 4)
 #endif
-#ifndef PAGE_UNITS
-#define PAGE_UNITS 4
+#ifndef PAGE_BYTES
+#define PAGE_BYTES 8192u
 #endif
 #ifndef PAGES_IN_FLIGHT
 #define PAGES_IN_FLIGHT 3
@@ -61,9 +63,20 @@ constexpr int DOWN_ROWS = UP_ROWS / 2;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
 constexpr int cmax(int a, int b) { return a > b ? a : b; }
+constexpr int cmin(int a, int b) { return a < b ? a : b; }
 constexpr unsigned UNIT_BYTES_MAX = 2u * cmax(cmax(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
                                               cmax(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN));
-constexpr unsigned PAGE_BYTES = PAGE_UNITS * UNIT_BYTES_MAX;
+constexpr unsigned UNIT_BYTES_MIN = 2u * cmin(cmin(cmin(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
+                                                   cmin(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN)),
+                                              DOWN_ROWS * HIDDEN);
+static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
+constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
+
+// Units of R rows of K columns a page holds.
+template <int K, int R>
+struct UnitsPerPage {
+    static constexpr int value = PAGE_BYTES / (R * K * 2);
+};
 
 // One block's share of a matrix and where its pages sit in the block's sequence.
 struct Stage {
@@ -90,7 +103,7 @@ __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
         ring.stop = 0;
         for (int i = 0; i < RING_SLOTS_MAX; ++i) {
             mbarrier_init(&ring.full[i], BULK_COPY ? 1 : 32);
-            mbarrier_init(&ring.empty[i], PAGE_UNITS * WARPS);
+            mbarrier_init(&ring.empty[i], UNITS_CAP * WARPS);
             ring.page[i] = ~0u;
         }
     }
@@ -105,16 +118,15 @@ __device__ __forceinline__ Stage block_share(int n_rows, unsigned page0) {
     return {u0, u1 - u0, page0};
 }
 
-__device__ __forceinline__ unsigned pages_of(const Stage& st) { return (st.units + PAGE_UNITS - 1) / PAGE_UNITS; }
-
 // A thread's place in the block's page sequence: the compute threads take each
 // matrix's share in the producer's order.
 struct WeightStream {
     unsigned next = 0;
-    template <int R>
+    template <int K, int R>
     __device__ __forceinline__ Stage take(int n_rows) {
+        constexpr int UPP = UnitsPerPage<K, R>::value;
         const Stage st = block_share<R>(n_rows, next);
-        next += pages_of(st);
+        next += (st.units + UPP - 1) / UPP;
         return st;
     }
 };
@@ -123,11 +135,11 @@ struct WeightStream {
 // columns a unit) has landed; the slot, and the unit's weights in `unit`.
 template <int K, int R>
 __device__ __forceinline__ unsigned acquire_unit(Ring& ring, const Stage& st, int j, const bf16_t*& unit) {
-    static_assert(R * K * sizeof(bf16_t) <= UNIT_BYTES_MAX, "a unit fits its place in a page");
-    const unsigned q = st.page0 + j / PAGE_UNITS, slot = q % ring.slots;
+    constexpr int UPP = UnitsPerPage<K, R>::value;
+    const unsigned q = st.page0 + j / UPP, slot = q % ring.slots;
     wait_shared_equal(&ring.page[slot], q);
     mbarrier_wait(&ring.full[slot], (q / ring.slots) & 1u);
-    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % PAGE_UNITS) * R * K;
+    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % UPP) * R * K;
     return slot;
 }
 
@@ -152,23 +164,24 @@ struct Producer {
     // Issue this block's share of W [n_rows, K] (units of R rows); false once the compute warps have finished.
     template <int K, int R>
     __device__ __forceinline__ bool give(const bf16_t* W, int n_rows) {
+        constexpr int UPP = UnitsPerPage<K, R>::value;
         const Stage st = block_share<R>(n_rows, next);
         const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
-        for (int u = 0; u < st.units; u += PAGE_UNITS, ++next) {
+        for (int u = 0; u < st.units; u += UPP, ++next) {
             const unsigned slot = next % slots;
             if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
             if (next >= in_flight) {   // the copy in_flight pages back has landed
                 const unsigned old = next - in_flight;
                 mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
             }
-            // A short page (the share's end) is released for its missing units now;
-            // the matrix's last unit may be short too: copy only rows that exist.
-            const int units = min(PAGE_UNITS, st.units - u), row0 = (st.unit0 + u) * R;
+            // The units a page does not hold are released now; the matrix's last
+            // unit may be short: copy only rows that exist.
+            const int units = min(UPP, st.units - u), row0 = (st.unit0 + u) * R;
             const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
             unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
             if (lane_id() == 0) {
-                if (units < PAGE_UNITS) mbarrier_arrive(&ring.empty[slot], (PAGE_UNITS - units) * WARPS);
+                if (units < UNITS_CAP) mbarrier_arrive(&ring.empty[slot], (UNITS_CAP - units) * WARPS);
                 store_release_shared(&ring.page[slot], next);
             }
             if (BULK_COPY) {
