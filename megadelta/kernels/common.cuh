@@ -17,8 +17,8 @@
 // 12 warps leave each thread 168 registers (a quarter of the register file per
 // SM sub-partition, three warps each). Where the architecture can move
 // registers between warpgroups (setmaxnreg, sm_90a), the producer warpgroup
-// gives most of its share to the compute warps: 224 each, as the fused stages
-// need (the producers keep 56). Elsewhere the stages are built to fit 168 (smaller units, staging.cuh;
+// gives most of its share to the compute warps: 232 each, as the fused stages
+// need. Elsewhere the stages are built to fit 168 (smaller units, staging.cuh;
 // the input vector in shared memory, matvec.cuh).
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define REGISTER_HANDOFF 1
@@ -27,12 +27,12 @@
 #endif
 __device__ __forceinline__ void producer_registers() {
 #if REGISTER_HANDOFF
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 56;");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
 #endif
 }
 __device__ __forceinline__ void compute_registers() {
 #if REGISTER_HANDOFF
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
 #endif
 }
 
@@ -176,18 +176,10 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
                      :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
 }
-// A hint: bring `bytes` (a multiple of 16) at src into L2.
-__device__ __forceinline__ void prefetch_to_l2(const void* src, unsigned bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(src), "r"(bytes) : "memory");
-}
-#else   // before Hopper the ring's copies are cp.async and there is no L2 prefetcher
+#else   // before Hopper the ring's copies are cp.async; these are never called
 __device__ __forceinline__ void mbarrier_expect_bytes(u64*, unsigned) {}
 __device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned, u64*) {}
-__device__ __forceinline__ void prefetch_to_l2(const void*, unsigned) {}
 #endif
-
-// Between two polls of a shared-memory word (the CPU emulator yields here).
-__device__ __forceinline__ void poll_pause() {}
 
 // Ordered hand-over of a word between the ring's producer and its consumers.
 __device__ __forceinline__ void store_release_shared(unsigned* p, unsigned v) {

@@ -157,8 +157,6 @@ inline void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64*
     std::memcpy(dst, src, bytes);
     mbarrier_arrive(bar, 1);
 }
-inline void prefetch_to_l2(const void*, unsigned) {}
-inline void poll_pause() { std::this_thread::yield(); }
 inline void store_release_shared(unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*p);
     a.store(v);

@@ -38,8 +38,8 @@ __device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int l
            && out.give<HIDDEN, DOWN_ROWS>(L.w_down_t, INTERMEDIATE);
 }
 
-__device__ __forceinline__ void produce_weights(const Params& p, Ring& ring, bool l2) {
-    Producer out{ring, l2};
+__device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
+    Producer out{ring};
     for (int step = 0; step < p.n_steps; ++step) {
         for (int layer = 0; layer < N_LAYERS; ++layer)
             if (!give_layer(out, p, layer)) return out.drain();
@@ -128,12 +128,9 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
 extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(const Params p) {
     Smem& s = block_smem();
     init_ring(s.ring, ring_bytes(p));
-    if (warp_id() >= WARPS) {   // the producer warpgroup: the ring's producer in its first warp (lane 0 on
-                                // Hopper, every lane before), on Hopper the L2 prefetcher in the second
+    if (warp_id() >= WARPS) {   // the producer warpgroup: its first warp's lane 0 on Hopper, every lane before
         producer_registers();
-        if (warp_id() == WARPS && (BULK_COPY == 0 || lane_id() == 0)) produce_weights(p, s.ring, false);
-        if (BULK_COPY && L2_AHEAD_PAGES > 0 && warp_id() == WARPS + 1 && lane_id() == 0)
-            produce_weights(p, s.ring, true);
+        if (warp_id() == WARPS && (BULK_COPY == 0 || lane_id() == 0)) produce_weights(p, s.ring);
         return;
     }
     compute_registers();

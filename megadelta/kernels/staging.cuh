@@ -20,13 +20,6 @@
 // 4 KB unit per copy its loop (two mbarrier waits, a release store, the copy)
 // could not keep up with an SM's share of HBM (v15 in docs/perf-notes.md).
 //
-// The ring holds about half a layer's weights, and it fills while the compute
-// warps are in the stages that read few weights (the recurrence, attention, the
-// output projections): HBM would idle then. A second producer thread walks the
-// same order up to L2_AHEAD_PAGES pages ahead of the first and prefetches them
-// into L2 (Hopper's bulk prefetch), so that HBM keeps streaming and the ring's
-// copies of those pages are served from L2.
-//
 // Per slot: `full` completes when the page has landed (the producer's arrival
 // with its byte count on Hopper, each producer lane's cp.async arrival before),
 // `empty` when its units' readers have released it (UNITS_CAP x WARPS
@@ -49,9 +42,6 @@
 #endif
 #ifndef PAGES_IN_FLIGHT
 #define PAGES_IN_FLIGHT 3
-#endif
-#ifndef L2_AHEAD_PAGES
-#define L2_AHEAD_PAGES 32
 #endif
 #define RING_SLOTS_MAX 64
 
@@ -100,8 +90,7 @@ struct Ring {
     u64 empty[RING_SLOTS_MAX];
     unsigned page[RING_SLOTS_MAX];
     unsigned slots;
-    volatile unsigned issued;   // pages the ring's producer has issued (the L2 prefetcher stays ahead of it)
-    volatile int stop;          // the compute warps are done (a stop token can end a launch early)
+    volatile int stop;   // the compute warps are done (a stop token can end a launch early)
 };
 
 __device__ __forceinline__ unsigned char* ring_area();   // smem.cuh
@@ -112,7 +101,6 @@ __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
         ring.slots = min(RING_SLOTS_MAX, (int)(area_bytes / PAGE_BYTES));
         if (ring.slots < 2) __trap();   // every GPU it runs on has room for dozens
         ring.stop = 0;
-        ring.issued = 0;
         for (int i = 0; i < RING_SLOTS_MAX; ++i) {
             mbarrier_init(&ring.full[i], BULK_COPY ? 1 : 32);
             mbarrier_init(&ring.empty[i], UNITS_CAP * WARPS);
@@ -161,12 +149,10 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
     if (lane_id() == 0) mbarrier_arrive(&ring.empty[slot], count);
 }
 
-// ---- the producer warps ---------------------------------------------------------
-// The ring's producer (l2 = false) or the L2 prefetcher (l2 = true).
+// ---- the producer warp ----------------------------------------------------------
 struct Producer {
     Ring& ring;
-    bool l2;
-    unsigned next = 0;   // pages issued (prefetched) so far
+    unsigned next = 0;   // pages issued so far
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
@@ -182,15 +168,6 @@ struct Producer {
         const Stage st = block_share<R>(n_rows, next);
         const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
         for (int u = 0; u < st.units; u += UPP, ++next) {
-            const int units = min(UPP, st.units - u), row0 = (st.unit0 + u) * R;
-            const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
-            const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
-            if (l2) {
-                for (; next >= ring.issued + L2_AHEAD_PAGES; poll_pause())
-                    if (ring.stop) return false;
-                prefetch_to_l2(src, bytes);
-                continue;
-            }
             const unsigned slot = next % slots;
             if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
             if (next >= in_flight) {   // the copy in_flight pages back has landed
@@ -198,8 +175,11 @@ struct Producer {
                 mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
             }
             // The units a page does not hold are released now; the matrix's last
-            // unit may be short: only rows that exist are copied.
+            // unit may be short: copy only rows that exist.
+            const int units = min(UPP, st.units - u), row0 = (st.unit0 + u) * R;
+            const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
             unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
+            const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
             if (lane_id() == 0) {
                 if (units < UNITS_CAP) mbarrier_arrive(&ring.empty[slot], (UNITS_CAP - units) * WARPS);
                 store_release_shared(&ring.page[slot], next);
@@ -211,14 +191,12 @@ struct Producer {
                 for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
                 mbarrier_arrive_on_copies(&ring.full[slot]);
             }
-            if (lane_id() == 0) ring.issued = next + 1;
         }
         return true;
     }
 
-    // No copy may outlive the launch: wait for those still in flight (prefetches complete nothing).
+    // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        if (l2) return;
         const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
         for (unsigned q = next > in_flight ? next - in_flight : 0u; q < next; ++q)
             mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
