@@ -3,7 +3,9 @@
 # the benchmarks and every GPU test, and write logs and results under $OUT.
 #
 #   scripts/device_wheels.sh                    # once, where PyPI is reachable
-#   OUT=/tmp/out MEGADELTA_COMMIT=$(git rev-parse HEAD) scripts/gpu_suite.sh
+#   OUT=/tmp/out MEGADELTA_COMMIT=<hash> scripts/gpu_suite.sh
+#     (the hash as the checkout that holds the repository reads it: a tree copied to a
+#     GPU machine may carry a stale .git, and git there would name an older commit)
 #   SKIP_BENCH=1 scripts/gpu_suite.sh           # no benchmarks (stages 2 and 4)
 #   STEPS="1 5 6" scripts/gpu_suite.sh          # only these stages (a call has 10 minutes)
 #   BENCH_ARGS="-p 520 -n 128 -r 10" scripts/gpu_suite.sh
