@@ -48,5 +48,5 @@ struct Params {
     int first_token;
     int position;                 // position of first_token
     int n_steps;
-    int shared_bytes;             // dynamic shared memory of a block: Smem, then the weight staging area
+    int shared_bytes;             // dynamic shared memory of a block: Smem, then the weight ring
 };
