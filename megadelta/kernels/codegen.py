@@ -18,7 +18,8 @@ DELTANET_COLUMN_TILE = 32
 # (kept in step with common.cuh).
 THREADS = 256
 WARPS = THREADS // 32
-BLOCK_THREADS = THREADS + 128
+PRODUCER_WARPS = 4
+BLOCK_THREADS = THREADS + 32 * PRODUCER_WARPS
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
 # points between two barriers it times, (max, sum, kind + 1) each (common.cuh:
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).

@@ -131,15 +131,16 @@ __device__ __forceinline__ void mbarrier_init(u64* bar, unsigned arrivals) {
     asm volatile("mbarrier.init.shared.b64 [%0], %1;" :: "r"(shared_address(bar)), "r"(arrivals) : "memory");
 }
 // Has the phase of this parity completed? (A waiter may be at most one phase ahead.)
+// Hopper's try_wait may suspend the thread a while before it answers; before it, test_wait.
+#if BULK_COPY
+#define MBARRIER_TEST_PARITY "mbarrier.try_wait.parity.shared::cta.b64"
+#else
+#define MBARRIER_TEST_PARITY "mbarrier.test_wait.parity.shared.b64"
+#endif
 __device__ __forceinline__ bool mbarrier_done(u64* bar, unsigned parity) {
     unsigned done;
-#if BULK_COPY
-    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+    asm volatile("{\n .reg .pred p;\n " MBARRIER_TEST_PARITY " p, [%1], %2;\n"
                  " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
-#else
-    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
-                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
-#endif
     return done != 0;
 }
 __device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {

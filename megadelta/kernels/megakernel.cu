@@ -25,26 +25,28 @@ __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWei
 
 // The producer warp: every weight matrix of the launch, in the order the
 // stages take them (WeightStream::take in the functions below), into the ring.
+// Each returns false once the compute warps have finished (a stop token).
 __device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int layer) {
     const LayerWeights& L = p.layers[layer];
-    if (LAYER_IS_ATTENTION[layer]) {
-        if (!out.give<HIDDEN, R_IN>(L.w_in, ATTN_PROJ_ROWS)) return false;
-        if (!out.give<Q_SIZE, R_OUT_ATTENTION>(L.w_out, HIDDEN)) return false;
-    } else {
-        if (!out.give<HIDDEN, R_IN>(L.w_in, DN_PROJ_ROWS)) return false;
-        if (!out.give<VALUE_DIM, R_OUT_DELTANET>(L.w_out, HIDDEN)) return false;
-    }
-    return out.give<HIDDEN, UP_ROWS>(L.w_gate_up, 2 * INTERMEDIATE)
+    const bool mixer = LAYER_IS_ATTENTION[layer]
+        ? out.give<HIDDEN, R_IN>(L.w_in, ATTN_PROJ_ROWS) && out.give<Q_SIZE, R_OUT_ATTENTION>(L.w_out, HIDDEN)
+        : out.give<HIDDEN, R_IN>(L.w_in, DN_PROJ_ROWS) && out.give<VALUE_DIM, R_OUT_DELTANET>(L.w_out, HIDDEN);
+    return mixer && out.give<HIDDEN, UP_ROWS>(L.w_gate_up, 2 * INTERMEDIATE)
            && out.give<HIDDEN, DOWN_ROWS>(L.w_down_t, INTERMEDIATE);
+}
+
+__device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
+    for (int step = 0; step < p.n_steps; ++step) {
+        for (int layer = 0; layer < N_LAYERS; ++layer)
+            if (!give_layer(out, p, layer)) return false;
+        if (!out.give<HIDDEN, R_IN>(p.embed, VOCAB)) return false;
+    }
+    return true;
 }
 
 __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
     Producer out{ring};
-    for (int step = 0; step < p.n_steps; ++step) {
-        for (int layer = 0; layer < N_LAYERS; ++layer)
-            if (!give_layer(out, p, layer)) return out.drain();
-        if (!out.give<HIDDEN, R_IN>(p.embed, VOCAB)) return out.drain();
-    }
+    give_steps(out, p);   // to the end, or until a stop token ends the launch
     out.drain();
 }
 

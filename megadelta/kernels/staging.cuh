@@ -154,6 +154,10 @@ struct Producer {
     Ring& ring;
     unsigned next = 0;   // pages issued so far
 
+    // Copies outstanding at most: fewer than the ring's slots, so that the page
+    // waited for is the latest its slot has held.
+    __device__ __forceinline__ unsigned pages_in_flight() const { return min(PAGES_IN_FLIGHT, (int)ring.slots - 1); }
+
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
         while (!mbarrier_done(bar, parity))
@@ -166,7 +170,7 @@ struct Producer {
     __device__ __forceinline__ bool give(const bf16_t* W, int n_rows) {
         constexpr int UPP = UnitsPerPage<K, R>::value;
         const Stage st = block_share<R>(n_rows, next);
-        const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
+        const unsigned slots = ring.slots, in_flight = pages_in_flight();
         for (int u = 0; u < st.units; u += UPP, ++next) {
             const unsigned slot = next % slots;
             if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
@@ -197,7 +201,7 @@ struct Producer {
 
     // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        const unsigned slots = ring.slots, in_flight = min(PAGES_IN_FLIGHT, (int)slots - 1);
+        const unsigned slots = ring.slots, in_flight = pages_in_flight();
         for (unsigned q = next > in_flight ? next - in_flight : 0u; q < next; ++q)
             mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
     }
