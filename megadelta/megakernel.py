@@ -36,19 +36,16 @@ LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "
                 "q_norm", "k_norm", "w_gate_up", "w_down_t")
 POLL_SECONDS = 20e-6
 STAGING_ALIGN = 16   # cp.async copies 16-byte pieces
-RESIDUAL_BUFFERS = 3   # mlp.cuh
-HANDOFF_TIMEOUT_REPORT = -2**31   # common.cuh
 
 
 class Params(ctypes.Structure):
     """struct Params of params.cuh, field for field."""
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
-        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "x_mid", "proj",
+        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
         "mixer_out", "attn_partial", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
-        "n_stop", "max_seq", "first_token", "position", "n_steps")] + [
-        ("tag_base", ctypes.c_uint32), ("shared_bytes", ctypes.c_int32)]
+        "n_stop", "max_seq", "first_token", "position", "n_steps", "shared_bytes")]
 
 
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
@@ -99,59 +96,39 @@ class KernelBuffers:
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, grid: int):
         c, f32 = config, torch.float32
-        self.config = config
         self.globals, self.layers = pack_weights(config, weights, device)
         self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
                                         dtype=torch.int64).to(device)
         proj_rows = max(c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, 2 * c.q_size + 2 * c.kv_size)
         check_mlp_slice(c, grid)
         vec_max = max(c.hidden_size, c.value_dim, c.q_size)
-        # Tagged words (common.cuh: float bits and the layer's tag in 8 bytes), zeroed: tag 0 is never used.
-        self.tagged = {
-            "x_mid": torch.zeros(c.hidden_size, dtype=torch.int64, device=device),
-            "proj": torch.zeros(proj_rows, dtype=torch.int64, device=device),
-            "mixer_out": torch.zeros(vec_max, dtype=torch.int64, device=device),
-            "attn_partial": torch.zeros(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=torch.int64,
-                                        device=device),
-        }
-        self.next_tag = 1
         self.scratch = {
-            "x": torch.empty(RESIDUAL_BUFFERS, c.hidden_size, dtype=f32, device=device),
+            "x": torch.empty(2, c.hidden_size, dtype=f32, device=device),   # two residual buffers
+            "proj": torch.empty(proj_rows, dtype=f32, device=device),
+            "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
+            "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
         }
         self.logits = torch.empty(c.vocab_size, dtype=f32, device=device)
         self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
 
-    def take_tags(self, n_steps: int) -> int:
-        """The tag of the launch's first layer (a launch of n steps uses n * layers
-        tags). Tags never repeat while a tagged word may hold one: before the
-        32-bit tags would wrap, the words are zeroed and tags start again at 1."""
-        need = n_steps * self.config.num_hidden_layers
-        if self.next_tag + need > 2**32:
-            for t in self.tagged.values():
-                t.zero_()
-            self.next_tag = 1
-        base = self.next_tag
-        self.next_tag += need
-        return base
-
     def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
                tokens_out: int, logits: bool, shared_bytes: int) -> Params:
         """The kernel argument; ``barrier``, ``progress`` and ``tokens_out`` are device addresses."""
-        s, t = self.scratch, self.tagged
+        s = self.scratch
         return Params(
             layers=_ptr(self.layer_table), embed=_ptr(self.globals["embed"]),
             final_norm=_ptr(self.globals["final_norm"]),
             conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
             k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
-            x=_ptr(s["x"]), x_mid=_ptr(t["x_mid"]), proj=_ptr(t["proj"]), mixer_out=_ptr(t["mixer_out"]),
-            attn_partial=_ptr(t["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
+            x=_ptr(s["x"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
+            attn_partial=_ptr(s["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
             argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
             tokens_out=tokens_out, progress=progress,
             stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,
             n_stop=self.stop_ids.numel(), max_seq=state.max_seq_len, first_token=token_id,
-            position=state.position, n_steps=n_steps, tag_base=self.take_tags(n_steps), shared_bytes=shared_bytes)
+            position=state.position, n_steps=n_steps, shared_bytes=shared_bytes)
 
 
 def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):
@@ -274,14 +251,11 @@ class MegakernelBackend:
 
     @contextmanager
     def _explain_failure(self):
-        """Turn the kernel's timeout reports (common.cuh) into a readable error."""
+        """Turn the kernel's grid-barrier timeout report into a readable error."""
         try:
             yield
         except (RuntimeError, driver.CudaError) as e:
             report = self.progress.values[0]
-            if report == HANDOFF_TIMEOUT_REPORT:
-                raise RuntimeError("a block of the megakernel waited too long for a value another block "
-                                   "publishes (a tagged hand-off); the CUDA context is unusable") from e
             if report < 0:
                 raise RuntimeError(f"the megakernel's grid barrier timed out with {-1 - report} of "
                                    f"{self.grid} blocks arrived; the CUDA context is unusable") from e

@@ -1,5 +1,4 @@
-// Gated full-attention layer: four stages, each waiting for the tagged outputs
-// of the one before (common.cuh) rather than for a grid barrier.
+// Gated full-attention layer: four stages separated by grid barriers.
 //   project:  [(q, gate) per head | k | v] = W_in . rmsnorm(x)
 //   partials: flash-decoding: the cached positions of each kv head are cut into
 //             as many chunks as there are blocks per kv head; each block runs an
@@ -21,11 +20,11 @@ constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load
 constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
 constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
 
-__device__ __forceinline__ void attention_project(const Params& p, unsigned tag, const Stage& st, Smem& s) {
+__device__ __forceinline__ void attention_project(const Params& p, const Stage& st, Smem& s) {
     matvec<HIDDEN, R_IN>(st, s.ring, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R_IN>(sums);
-        if (lane_id() < R_IN && row < ATTN_PROJ_ROWS) publish(p.proj + row, y, tag);
+        if (lane_id() < R_IN && row < ATTN_PROJ_ROWS) p.proj[row] = y;
     });
 }
 
@@ -43,22 +42,17 @@ __device__ __forceinline__ Split attention_split(int n_pos) {
     return {(n_pos + len - 1) / len, len};
 }
 
-// A warp's zero-centred RMSNorm (scale = 1 + w) and rotate-half RoPE of one
-// published head vector `raw` -> `out` (shared, float), times `post_scale`.
-__device__ __forceinline__ void norm_rope_warp(const tagged_t* raw, unsigned tag, const float* scale, int pos,
+// A warp's zero-centred RMSNorm (scale = 1 + w) and rotate-half RoPE of one head
+// vector `raw` (global) -> `out` (shared, float), times `post_scale`.
+__device__ __forceinline__ void norm_rope_warp(const float* raw, const float* scale, int pos,
                                                float post_scale, float* out) {
     constexpr int PER_LANE = HEAD_DIM / 32;
     const int lane = lane_id();
-    tagged_t in[PER_LANE];
     float v[PER_LANE], w[PER_LANE], ss = 0.0f;
 #pragma unroll
     for (int e = 0; e < PER_LANE; ++e) {   // all loads first: one round trip
-        in[e] = load_tagged(raw + lane + 32 * e);
+        v[e] = load_shared_f32(raw + lane + 32 * e);
         w[e] = __ldg(scale + lane + 32 * e);
-    }
-#pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) {
-        v[e] = settle(raw + lane + 32 * e, in[e], tag);
         ss += v[e] * v[e];
     }
     const float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + RMS_EPS);
@@ -81,7 +75,7 @@ __device__ __forceinline__ void norm_rope_warp(const tagged_t* raw, unsigned tag
 }
 
 __device__ __forceinline__ void attention_partials(const Params& p, const LayerWeights& L, int slot,
-                                                   int pos, unsigned tag, Smem& s) {
+                                                   int pos, Smem& s) {
     const int lane = lane_id(), warp = warp_id();
     const int n_pos = pos + 1;
     const Split split = attention_split(n_pos);
@@ -92,15 +86,15 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         // This position's queries, key and value for the kv head.
         if (warp < QUERIES_PER_KV) {
             const int hq = kvh * QUERIES_PER_KV + warp;
-            norm_rope_warp(p.proj + hq * 2 * HEAD_DIM, tag, L.q_norm, pos, rsqrtf((float)HEAD_DIM), s.att_q[warp]);
+            norm_rope_warp(p.proj + hq * 2 * HEAD_DIM, L.q_norm, pos, rsqrtf((float)HEAD_DIM), s.att_q[warp]);
         } else if (warp == QUERIES_PER_KV) {
             float* k = &s.att_acc[0][0];   // staging; att_acc is cleared below
-            norm_rope_warp(p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag, L.k_norm, pos, 1.0f, k);
+            norm_rope_warp(p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, L.k_norm, pos, 1.0f, k);
             __syncwarp();
             for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
         } else if (warp == QUERIES_PER_KV + 1) {
             for (int d = lane; d < HEAD_DIM; d += 32)
-                s.att_v[d] = float_to_bf16(await_value(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d, tag));
+                s.att_v[d] = float_to_bf16(load_shared_f32(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d));
         }
         block_sync();
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
@@ -173,7 +167,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
                 s.att_sum[warp][h] = l[h];
             }
         block_sync();
-        tagged_t* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
+        float* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
         if (thread_id() < QUERIES_PER_KV) {
             const int h = thread_id();
             float block_max = NEG_INF, block_sum = 0.0f;
@@ -181,8 +175,8 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             for (int w = 0; w < WARPS; ++w)
                 if (s.att_max[w][h] != NEG_INF) block_sum += s.att_sum[w][h] * expf(s.att_max[w][h] - block_max);
             s.att_block_max[h] = block_max;
-            publish(record + h * PARTIAL_STRIDE, block_max, tag);
-            publish(record + h * PARTIAL_STRIDE + 1, block_sum, tag);
+            record[h * PARTIAL_STRIDE] = block_max;
+            record[h * PARTIAL_STRIDE + 1] = block_sum;
         }
         block_sync();
         // One warp at a time, no atomics: float atomics on shared memory are
@@ -202,35 +196,33 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             block_sync();
         }
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
-            publish(record + (i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM, (&s.att_acc[0][0])[i], tag);
+            record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
         block_sync();
     }
 }
 
 // A warp per output element (query head, dim); lanes split the chunks.
-__device__ __forceinline__ void attention_combine(const Params& p, int pos, unsigned tag) {
+__device__ __forceinline__ void attention_combine(const Params& p, int pos) {
     const int lane = lane_id();
     const Split split = attention_split(pos + 1);
     for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;
-        const tagged_t* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
-        const tagged_t* gate_in = p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d;
-        const tagged_t gate_raw = load_tagged(gate_in);   // in flight meanwhile
+        const float* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
+        const float gate = load_shared_f32(p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d);   // in flight meanwhile
         float mx = NEG_INF;
         for (int c = lane; c < split.chunks; c += 32)
-            mx = fmaxf(mx, await_value(base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE, tag));
+            mx = fmaxf(mx, load_shared_f32(base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE));
         mx = warp_max(mx);
         float num = 0.0f, den = 0.0f;
         for (int c = lane; c < split.chunks; c += 32) {
-            const tagged_t* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
-            const tagged_t sum_raw = load_tagged(rec + 1), num_raw = load_tagged(rec + 2 + d);
-            const float w = expf(await_value(rec, tag) - mx);
-            den = fmaf(settle(rec + 1, sum_raw, tag), w, den);
-            num = fmaf(settle(rec + 2 + d, num_raw, tag), w, num);
+            const float* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
+            const float w = expf(load_shared_f32(rec) - mx);
+            den = fmaf(load_shared_f32(rec + 1), w, den);
+            num = fmaf(load_shared_f32(rec + 2 + d), w, num);
         }
         num = warp_sum(num);
         den = warp_sum(den);
-        if (lane == 0) publish(p.mixer_out + o, num / den * sigmoid(settle(gate_in, gate_raw, tag)), tag);
+        if (lane == 0) p.mixer_out[o] = num / den * sigmoid(gate);
     }
 }

@@ -25,7 +25,7 @@ BLOCK_THREADS = THREADS + 32 * PRODUCER_WARPS
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
-STAGE_POINTS = ("done", "loaded", "normed", "product", "handed")
+STAGE_POINTS = ("done", "loaded", "normed", "product")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
 
 

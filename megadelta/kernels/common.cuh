@@ -208,61 +208,6 @@ __device__ __forceinline__ void red_add4(float* p, float4 v) {
 #endif
 }
 
-// ---- tagged hand-offs between blocks ----------------------------------------
-// Inside a layer, every value another block waits for (projections, the
-// delta-rule and attention outputs, flash-decoding partials, x after the
-// mixer) is published as one 8-byte word, float bits low and the layer's tag
-// high, stored and loaded whole (a 64-bit access is single-copy atomic). The
-// consumer's load is its wait: it loads until the word carries its layer's tag.
-// So a hand-off needs neither the producer's release fence (whose wait for its
-// stores to be acknowledged costs ~1 us while the weight copies load the memory
-// system) nor an arrival and a poll before the data load: one L2 round trip
-// after the value lands instead of about four. Each word is written once per
-// layer, and the grid barrier that ends every layer keeps the next layer's
-// writes from overtaking this layer's reads. Tags never repeat while a word
-// may hold one (the host advances them, KernelBuffers.take_tags); the buffers
-// start zeroed and tag 0 is never used.
-typedef u64 tagged_t;
-
-__device__ __forceinline__ void publish(tagged_t* p, float v, unsigned tag) {
-    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" :: "l"(p), "l"(((u64)tag << 32) | __float_as_uint(v))
-                 : "memory");
-}
-
-__device__ __forceinline__ tagged_t load_tagged(const tagged_t* p) {
-    tagged_t w;
-    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
-    return w;
-}
-
-// Two consecutive words (16-byte aligned), each loaded whole.
-__device__ __forceinline__ void load_tagged2(const tagged_t* p, tagged_t& a, tagged_t& b) {
-    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
-}
-
-// The grid barrier's counter (its [1] holds the host-mapped report address),
-// for the hand-off timeout below; set by every block at launch.
-__device__ u64* handoff_report;
-#define HANDOFF_TIMEOUT_REPORT (-2147483647 - 1)   // what the host reads in `progress`
-#define HANDOFF_MAX_POLLS (1u << 24)                // several seconds: the value will never come (a bug)
-
-__device__ __noinline__ void handoff_timed_out() {
-    *(volatile int*)handoff_report[1] = HANDOFF_TIMEOUT_REPORT;
-    __threadfence_system();
-    __trap();
-}
-
-// The value of `w`, loaded from p, once it carries `tag` (loading again until then).
-__device__ __forceinline__ float settle(const tagged_t* p, tagged_t w, unsigned tag) {
-    for (unsigned polls = 0; (unsigned)(w >> 32) != tag; ++polls) {
-        if (polls == HANDOFF_MAX_POLLS) handoff_timed_out();
-        w = load_tagged(p);
-    }
-    return __uint_as_float((unsigned)w);
-}
-
-__device__ __forceinline__ float await_value(const tagged_t* p, unsigned tag) { return settle(p, load_tagged(p), tag); }
-
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -367,7 +312,6 @@ enum StagePoint {
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
     POINT_PRODUCT,  // warp 0 is through its part of a matrix product
-    POINT_HANDED,   // a stage inside a layer is done: its tagged outputs are published (thread 0's)
     STAGE_POINTS
 };
 

@@ -170,29 +170,6 @@ inline void red_add4(float* p, float4 v) {
     const float add[4] = {v.x, v.y, v.z, v.w};
     for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
 }
-// Tagged hand-offs (common.cuh): each word is stored and loaded whole; waiters
-// sleep until the word changes.
-typedef u64 tagged_t;
-inline u64* handoff_report;
-inline void publish(tagged_t* p, float v, unsigned tag) {
-    std::atomic_ref<u64> w(*p);
-    w.store(((u64)tag << 32) | __float_as_uint(v));
-    w.notify_all();
-}
-inline tagged_t load_tagged(const tagged_t* p) { return std::atomic_ref<u64>(*const_cast<tagged_t*>(p)).load(); }
-inline void load_tagged2(const tagged_t* p, tagged_t& a, tagged_t& b) {
-    a = load_tagged(p);
-    b = load_tagged(p + 1);
-}
-inline float settle(const tagged_t* p, tagged_t w, unsigned tag) {
-    std::atomic_ref<u64> word(*const_cast<tagged_t*>(p));
-    while ((unsigned)(w >> 32) != tag) {
-        word.wait(w);
-        w = word.load();
-    }
-    return __uint_as_float((unsigned)w);
-}
-inline float await_value(const tagged_t* p, unsigned tag) { return settle(p, load_tagged(p), tag); }
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
@@ -227,7 +204,7 @@ inline float block_sum(float v, float* scratch) {
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
 // STAGE_CLOCK builds are GPU-only (they read the global timer).
-enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_HANDED, STAGE_POINTS };
+enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
 inline void stage_clock_init(u64*) {}
 inline void grid_barrier(u64* counter) {

@@ -1,9 +1,7 @@
-// Gated DeltaNet layer: three stages, each waiting for the tagged outputs of
-// the one before (common.cuh) rather than for a grid barrier.
+// Gated DeltaNet layer: three stages separated by grid barriers.
 //   project:    [qkv | z | b | a] = W_in . rmsnorm(x); causal conv + SiLU on q|k|v
-//   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns);
-//               an item waits only for its own head's q, k, v, b and a
-//   output:     gated RMSNorm w * norm(o) * silu(z), out_proj, residual add: x_mid
+//   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns)
+//   output:     gated RMSNorm w * norm(o) * silu(z), out_proj, residual add
 #pragma once
 #include "matvec.cuh"
 #include "params.cuh"
@@ -35,7 +33,7 @@ __device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeight
 
 // Stage 1. s.vec holds the normed layer input; `st` is the block's share
 // of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
-__device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot, unsigned tag,
+__device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
                                                  const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
     constexpr int R = R_IN;
     const ConvRows conv = conv_rows(p, L, slot);
@@ -54,7 +52,7 @@ __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWei
             past[CONV_KERNEL - 2] = y;
             y = silu(acc);
         }
-        publish(p.proj + row, y, tag);
+        p.proj[row] = y;
     });
 }
 
@@ -74,16 +72,13 @@ __device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem
 }
 
 // L2-normalise one key-dim vector (a warp's job) into shared memory, times `scale`.
-__device__ __forceinline__ void l2_normalize_warp(const tagged_t* src, unsigned tag, float* dst, float scale) {
+__device__ __forceinline__ void l2_normalize_warp(const float* src, float* dst, float scale) {
     constexpr int PER_LANE = DN_KEY_DIM / 32;
     const int lane = lane_id();
-    tagged_t raw[PER_LANE];
     float v[PER_LANE], ss = 0.0f;
 #pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) raw[e] = load_tagged(src + lane + 32 * e);
-#pragma unroll
     for (int e = 0; e < PER_LANE; ++e) {
-        v[e] = settle(src + lane + 32 * e, raw[e], tag);
+        v[e] = load_shared_f32(src + lane + 32 * e);
         ss += v[e] * v[e];
     }
     const float inv = rsqrtf(warp_sum(ss) + L2_NORM_EPS) * scale;
@@ -96,21 +91,15 @@ __device__ __forceinline__ void l2_normalize_warp(const tagged_t* src, unsigned 
 //   o  = S'^T q = decay S^T q + delta (k . q)
 // so S is read once and written once. Lane = column, warps split the key rows.
 // The block's first item reads its tile from s.dn_tile (staged during stage 1).
-__device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot, unsigned tag,
+__device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot,
                                                     Smem& s) {
     constexpr int ROWS = DN_KEY_DIM / WARPS;
     const int lane = lane_id(), warp = warp_id();
-    async_wait_all();   // made visible to the block by the block_sync below
+    async_wait_all();   // made visible to the block by the __syncthreads below
     for (int item = blockIdx.x; item < DN_ITEMS; item += gridDim.x) {
         const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
-        // This column's v and the head's b and a: in flight while q and k are normalised.
-        const tagged_t* v_in = p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j;
-        const tagged_t* b_in = p.proj + CONV_DIM + VALUE_DIM + h;
-        const tagged_t* a_in = b_in + DN_VALUE_HEADS;
-        const tagged_t v_raw = load_tagged(v_in), b_raw = load_tagged(b_in), a_raw = load_tagged(a_in);
-        if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, tag, s.dn_q, rsqrtf((float)DN_KEY_DIM));
-        if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, tag, s.dn_k, 1.0f);
-        const float v = settle(v_in, v_raw, tag), b = settle(b_in, b_raw, tag), a = settle(a_in, a_raw, tag);
+        if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
+        if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
         block_sync();
 
         float* S = deltanet_state_tile(p, slot, item) + lane;
@@ -138,51 +127,44 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
             stk += s.dn_partial[0][w][lane];
             stq += s.dn_partial[1][w][lane];
         }
-        const float beta = sigmoid(b);
-        const float decay = expf(-expf(L.a_log[h]) * softplus(a + L.dt_bias[h]));
+        const float* ab = p.proj + CONV_DIM + VALUE_DIM;
+        const float beta = sigmoid(load_shared_f32(ab + h));
+        const float decay = expf(-expf(L.a_log[h]) * softplus(load_shared_f32(ab + DN_VALUE_HEADS + h) + L.dt_bias[h]));
+        const float v = load_shared_f32(p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j);
         const float delta = beta * (v - decay * stk);
 #pragma unroll
         for (int r = 0; r < ROWS; ++r)
             S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
-        if (warp == 0) publish(p.mixer_out + h * DN_VALUE_DIM + j, fmaf(decay, stq, delta * kq), tag);
+        if (warp == 0) p.mixer_out[h * DN_VALUE_DIM + j] = fmaf(decay, stq, delta * kq);
         block_sync();   // s.dn_* are reused by the next item
     }
 }
 
-// out_proj and attention's o_proj end the same way: x_mid = residual + W . s.vec,
-// published for the MLP, the residual the copy of the layer's input this block
-// loaded at the start of the layer (s.residual): no global load waits in this
-// stage's epilogue.
+// out_proj and attention's o_proj end the same way: x = residual + W . s.vec,
+// x the layer's residual stream in global memory, the residual the copy this
+// block loaded at the start of the layer (s.residual): no global load waits
+// in this stage's epilogue.
 template <int K, int R>
-__device__ __forceinline__ void project_and_add_residual(const Params& p, unsigned tag, const Stage& st, Smem& s) {
+__device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, Smem& s) {
     const float* residual = s.residual;
-    tagged_t* x_mid = p.x_mid;
     matvec<K, R>(st, s.ring, HIDDEN, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<R>(sums);
-        if (lane_id() < R && row < HIDDEN) publish(x_mid + row, residual[row] + y, tag);
+        if (lane_id() < R && row < HIDDEN) x[row] = residual[row] + y;
     });
 }
 
 // Stage 3, input: the gated norm of the recurrence output into s.vec.
-__device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, unsigned tag, Smem& s) {
+__device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32;
     const int lane = lane_id(), warp = warp_id();
     for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
-        const tagged_t* o_in = p.mixer_out + h * DN_VALUE_DIM + lane;
-        const tagged_t* z_in = p.proj + CONV_DIM + h * DN_VALUE_DIM + lane;
-        tagged_t o_raw[PER_LANE], z_raw[PER_LANE];
         float o[PER_LANE], z[PER_LANE], w[PER_LANE], ss = 0.0f;
 #pragma unroll
         for (int e = 0; e < PER_LANE; ++e) {   // o, z and the norm weight in one round trip
-            o_raw[e] = load_tagged(o_in + 32 * e);
-            z_raw[e] = load_tagged(z_in + 32 * e);
+            o[e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
+            z[e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
             w[e] = __ldg(L.out_norm + lane + 32 * e);
-        }
-#pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {
-            o[e] = settle(o_in + 32 * e, o_raw[e], tag);
-            z[e] = settle(z_in + 32 * e, z_raw[e], tag);
         }
 #pragma unroll
         for (int e = 0; e < PER_LANE; ++e) ss += o[e] * o[e];

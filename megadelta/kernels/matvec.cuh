@@ -186,117 +186,66 @@ struct VectorSlices {
     static constexpr int PER_THREAD = (N4 + THREADS - 1) / THREADS;
 };
 
-// Where a vector comes from, four elements at a time: `issue(j)` starts loading
-// elements [4j, 4j + 4), `settle(raw, j)` turns what it loaded into floats,
-// first waiting for them if they are tagged (common.cuh).
-struct FloatVector {   // floats written before the last grid barrier (the residual stream)
-    static constexpr bool ISSUE_ALL_FIRST = true;
-    const float* p;
-    using Raw = float4;
-    __device__ __forceinline__ Raw issue(int j) const { return __ldcg(reinterpret_cast<const float4*>(p) + j); }
-    __device__ __forceinline__ float4 settle(Raw r, int) const { return r; }
-};
-struct Bf16Vector {    // read-only bf16 (the token's embedding row)
-    static constexpr bool ISSUE_ALL_FIRST = true;
-    const bf16_t* p;
-    using Raw = uint2;
-    __device__ __forceinline__ Raw issue(int j) const { return *reinterpret_cast<const uint2*>(p + 4 * j); }
-    __device__ __forceinline__ float4 settle(Raw u, int) const {
-        return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
-    }
-};
-struct TaggedVector {  // published in this layer with `tag`
-    // Settled float4 by float4: the raw words of more than one float4 at a time
-    // would make the kernel spill (one more round trip where a thread holds two).
-    static constexpr bool ISSUE_ALL_FIRST = false;
-    const tagged_t* p;
-    unsigned tag;
-    struct Raw {
-        tagged_t w[4];
-    };
-    __device__ __forceinline__ Raw issue(int j) const {
-        Raw r;
-        load_tagged2(p + 4 * j, r.w[0], r.w[1]);
-        load_tagged2(p + 4 * j + 2, r.w[2], r.w[3]);
-        return r;
-    }
-    __device__ __forceinline__ float4 settle(const Raw& r, int j) const {
-        const tagged_t* q = p + 4 * j;
-        return make_float4(::settle(q, r.w[0], tag), ::settle(q + 1, r.w[1], tag), ::settle(q + 2, r.w[2], tag),
-                           ::settle(q + 3, r.w[3], tag));
-    }
-};
-
-// This thread's float4s of a vector (float4 j = thread_id() + i * THREADS):
-// every load issued, then each settled (where the source allows).
-template <int K, class Source>
-struct VectorPart {
-    using V = VectorSlices<K>;
-    float4 v[V::PER_THREAD];
-    __device__ __forceinline__ static int index(int i) { return thread_id() + i * THREADS; }
-    __device__ __forceinline__ static bool valid(int i) { return index(i) < V::N4; }
-    __device__ __forceinline__ explicit VectorPart(const Source& x) {
-        if constexpr (Source::ISSUE_ALL_FIRST) {
-            typename Source::Raw raw[V::PER_THREAD];
-#pragma unroll
-            for (int i = 0; i < V::PER_THREAD; ++i)
-                if (valid(i)) raw[i] = x.issue(index(i));
-#pragma unroll
-            for (int i = 0; i < V::PER_THREAD; ++i)
-                if (valid(i)) v[i] = x.settle(raw[i], index(i));
-        } else {
-#pragma unroll
-            for (int i = 0; i < V::PER_THREAD; ++i)
-                if (valid(i)) v[i] = x.settle(x.issue(index(i)), index(i));
-        }
-    }
-};
-
+__device__ __forceinline__ float4 load4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+// Four bf16 (the embedding row) as floats.
+__device__ __forceinline__ float4 load4(const bf16_t* p) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    return make_float4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
+}
 __device__ __forceinline__ float4 scale4(float4 v, float4 s, float k) {
     return make_float4(v.x * s.x * k, v.y * s.y * k, v.z * s.z * k, v.w * s.w * k);
 }
 
 // xs (permuted, see vec_slot) = x * rsqrt(mean(x^2) + eps) * scale: the
-// zero-centred RMSNorm with scale = 1 + w folded in by the host. The scale's
-// loads are in flight with x's. If `raw` (shared memory) is set, x itself also
-// goes there, in order.
-template <int K, class Source>
-__device__ __forceinline__ void load_rms_normed(const Source& x, const float* scale, float* xs, float* scratch,
+// zero-centred RMSNorm with scale = 1 + w folded in by the host. The scale is
+// loaded with x, in the same round trip. If `raw` (shared memory) is set, x
+// itself also goes there, in order.
+template <int K, class T>
+__device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, float* xs, float* scratch,
                                                 float* raw) {
     using V = VectorSlices<K>;
-    using Part = VectorPart<K, Source>;
-    float4 w[V::PER_THREAD];
+    float4 v[V::PER_THREAD], w[V::PER_THREAD];
 #pragma unroll
-    for (int i = 0; i < V::PER_THREAD; ++i)
-        if (Part::valid(i)) w[i] = __ldg(reinterpret_cast<const float4*>(scale) + Part::index(i));
-    const Part part(x);
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) {
+            v[i] = load4(x + 4 * j);
+            w[i] = __ldg(reinterpret_cast<const float4*>(scale) + j);
+        }
+    }
     float ss = 0.0f;
     stage_point(POINT_LOADED);
 #pragma unroll
-    for (int i = 0; i < V::PER_THREAD; ++i) {
-        const float4 v = part.v[i];
-        if (Part::valid(i)) ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
+    for (int i = 0; i < V::PER_THREAD; ++i)
+        if (thread_id() + i * THREADS < V::N4)
+            ss += v[i].x * v[i].x + v[i].y * v[i].y + v[i].z * v[i].z + v[i].w * v[i].w;
     const float inv = rsqrtf(block_sum(ss, scratch) / K + RMS_EPS);
     stage_point(POINT_NORMED);
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i) {
-        if (!Part::valid(i)) continue;
-        *reinterpret_cast<float4*>(xs + vec_slot(4 * Part::index(i))) = scale4(part.v[i], w[i], inv);
-        if (raw != nullptr) reinterpret_cast<float4*>(raw)[Part::index(i)] = part.v[i];
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) {
+            *reinterpret_cast<float4*>(xs + vec_slot(4 * j)) = scale4(v[i], w[i], inv);
+            if (raw != nullptr) reinterpret_cast<float4*>(raw)[j] = v[i];
+        }
     }
     block_sync();
 }
 
-// x -> shared memory (permuted), as it is.
-template <int K, class Source>
-__device__ __forceinline__ void load_vector(const Source& x, float* xs) {
+// x (float, global, written by other blocks) -> shared memory (permuted), as it is.
+template <int K>
+__device__ __forceinline__ void load_vector(const float* x, float* xs) {
     using V = VectorSlices<K>;
-    using Part = VectorPart<K, Source>;
-    const Part part(x);
-    stage_point(POINT_LOADED);
+    float4 v[V::PER_THREAD];
 #pragma unroll
-    for (int i = 0; i < V::PER_THREAD; ++i)
-        if (Part::valid(i)) *reinterpret_cast<float4*>(xs + vec_slot(4 * Part::index(i))) = part.v[i];
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) v[i] = load4(x + 4 * j);
+    }
+#pragma unroll
+    for (int i = 0; i < V::PER_THREAD; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < V::N4) *reinterpret_cast<float4*>(xs + vec_slot(4 * j)) = v[i];
+    }
     block_sync();
 }

@@ -1,9 +1,8 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
-// a stage spreads its work over all compute warps of the grid. Inside a layer a
-// stage waits for the tagged outputs it reads (common.cuh); one grid barrier
-// ends each layer (the MLP's split-K sum) and one the step (the argmax); see
-// docs/megakernel.md. Each block's producer warp streams the
+// a stage spreads its work over all compute warps of the grid, and a grid
+// barrier separates stages whose inputs another block produces (see
+// docs/megakernel.md for the list). Each block's producer warp streams the
 // weights it will read, in order, into a ring in shared memory as far ahead as
 // the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
 // input token and publish it to host-mapped memory as soon as it is known.
@@ -13,23 +12,15 @@
 #include "mlp.cuh"
 
 // The normed input of a layer in s.vec and the input itself in s.residual:
-// layer 0 takes the token's embedding row. Also clears the buffer the next
-// layer's MLP accumulates into.
-__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer, int token,
-                                                 unsigned tag, Smem& s) {
-    clear_residual_for(p, tag + 1);
+// layer 0 takes the token's embedding row. Also clears the buffer the layer's
+// MLP accumulates into.
+__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
+                                                 int token, Smem& s) {
+    clear_next_residual(p, layer);
     if (layer > 0)
-        load_rms_normed<HIDDEN>(FloatVector{residual_stream(p, tag)}, L.input_norm, s.vec, s.scratch, s.residual);
+        load_rms_normed<HIDDEN>(residual_stream(p, layer), L.input_norm, s.vec, s.scratch, s.residual);
     else
-        load_rms_normed<HIDDEN>(Bf16Vector{p.embed + (size_t)token * HIDDEN}, L.input_norm, s.vec, s.scratch,
-                                s.residual);
-}
-
-// Between two stages of a layer: thread 0 marks the hand-off, and no warp
-// starts the next stage (which may rewrite s.vec) while another still reads.
-__device__ __forceinline__ void end_stage() {
-    stage_point(POINT_HANDED);
-    block_sync();
+        load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
 
 // The producer warp: every weight matrix of the launch, in the order the
@@ -60,49 +51,47 @@ __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
 }
 
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                               unsigned tag, WeightStream& ws, Smem& s) {
+                                               WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<HIDDEN, R_IN>(DN_PROJ_ROWS);
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
-    load_layer_input(p, L, layer, token, tag, s);
+    load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
-    deltanet_project(p, L, slot, tag, w_in, conv_in, s);
-    end_stage();
-    deltanet_recurrence(p, L, slot, tag, s);
-    end_stage();
+    deltanet_project(p, L, slot, w_in, conv_in, s);
+    grid_barrier(p.barrier);
+    deltanet_recurrence(p, L, slot, s);
+    grid_barrier(p.barrier);
     const Stage w_out = ws.take<VALUE_DIM, R_OUT_DELTANET>(HIDDEN);
-    deltanet_gated_norm(p, L, tag, s);
-    project_and_add_residual<VALUE_DIM, R_OUT_DELTANET>(p, tag, w_out, s);
-    end_stage();
+    deltanet_gated_norm(p, L, s);
+    project_and_add_residual<VALUE_DIM, R_OUT_DELTANET>(residual_stream(p, layer), w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                                int pos, unsigned tag, WeightStream& ws, Smem& s) {
+                                                int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<HIDDEN, R_IN>(ATTN_PROJ_ROWS);
-    load_layer_input(p, L, layer, token, tag, s);
-    attention_project(p, tag, w_in, s);
-    end_stage();
-    attention_partials(p, L, slot, pos, tag, s);
-    end_stage();
-    attention_combine(p, pos, tag);
-    end_stage();
+    load_layer_input(p, L, layer, token, s);
+    attention_project(p, w_in, s);
+    grid_barrier(p.barrier);
+    attention_partials(p, L, slot, pos, s);
+    grid_barrier(p.barrier);
+    attention_combine(p, pos);
+    grid_barrier(p.barrier);
     const Stage w_out = ws.take<Q_SIZE, R_OUT_ATTENTION>(HIDDEN);
-    load_vector<Q_SIZE>(TaggedVector{p.mixer_out, tag}, s.vec);
-    project_and_add_residual<Q_SIZE, R_OUT_ATTENTION>(p, tag, w_out, s);
-    end_stage();
+    load_vector<Q_SIZE>(p.mixer_out, s.vec);
+    project_and_add_residual<Q_SIZE, R_OUT_ATTENTION>(residual_stream(p, layer), w_out, s);
 }
 
 // After the mixer's residual add, one stage: the gate/up product on the block's
-// rows, then its slice of h through the matching rows of W_down^T; the grid
-// barrier ends the layer.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, unsigned tag, WeightStream& ws,
+// rows, then its slice of h through the matching rows of W_down^T.
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
                                           Smem& s) {
+    grid_barrier(p.barrier);
     const Stage w_gate_up = ws.take<HIDDEN, UP_ROWS>(2 * INTERMEDIATE);
     const Stage w_down_t = ws.take<HIDDEN, DOWN_ROWS>(INTERMEDIATE);
-    load_rms_normed<HIDDEN>(TaggedVector{p.x_mid, tag}, L.post_norm, s.vec, s.scratch, s.residual);
+    load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(L, w_gate_up, s);
-    mlp_down(p, tag, w_down_t, s);
+    mlp_down(p, layer, w_down_t, s);
     grid_barrier(p.barrier);
 }
 
@@ -117,19 +106,16 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
         const int pos = p.position + step;
-        const unsigned step_tag = p.tag_base + (unsigned)step * N_LAYERS;
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
-            const unsigned tag = step_tag + layer;
             if (LAYER_IS_ATTENTION[layer])
-                attention_layer(p, L, layer, token, pos, tag, ws, s);
+                attention_layer(p, L, layer, token, pos, ws, s);
             else
-                deltanet_layer(p, L, layer, token, tag, ws, s);
-            mlp_block(p, L, tag, ws, s);
+                deltanet_layer(p, L, layer, token, ws, s);
+            mlp_block(p, L, layer, ws, s);
         }
         const Stage lm_head = ws.take<HIDDEN, R_IN>(VOCAB);
-        load_rms_normed<HIDDEN>(FloatVector{residual_stream(p, step_tag + N_LAYERS)}, p.final_norm, s.vec,
-                                s.scratch, nullptr);
+        load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
@@ -150,12 +136,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(
         return;
     }
     compute_registers();
-    if (thread_id() == 0) handoff_report = p.barrier;
     stage_clock_init(p.barrier);
-    // The first layer's MLP accumulates into a buffer no earlier layer of this
-    // launch cleared.
-    clear_residual_for(p, p.tag_base);
-    grid_barrier(p.barrier);
     decode_steps(p, s);
     if (thread_id() == 0) s.ring.stop = 1;   // a stop token may leave units the producer waits to give
 }

@@ -1,10 +1,9 @@
-// SwiGLU MLP in one stage, ended by the layer's grid barrier: each block owns
-// a slice of h = silu(gate . n) * (up . n), n = rmsnorm(x_mid), and the
-// matching rows of W_down^T, so it multiplies its own slice into a partial
-// x' = W_down[:, slice] . h (split-K) and adds it into the next residual buffer
-// with vector atomics; h never leaves the block. The sum is complete only once
-// every block has added, which is what the grid barrier says. Block 0 also adds
-// x_mid itself (its copy in s.residual).
+// SwiGLU MLP in one stage (one grid barrier): each block owns a slice of
+// h = silu(gate . n) * (up . n), n = rmsnorm(x), and the matching rows of
+// W_down^T, so it multiplies its own slice into a partial x' = W_down[:, slice] . h
+// (split-K) and adds it into the next residual buffer with vector atomics; h
+// never leaves the block. The next buffer was cleared by the layer's first
+// stage, and block 0 also adds the residual itself (its copy in s.residual).
 //   up:   gate and up rows interleaved, so one warp produces both halves of h[i]
 //   down: thread t owns output columns 4t + [0, 4) (and every 4 * THREADS after)
 #pragma once
@@ -16,21 +15,17 @@
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
 constexpr int DOWN_PASSES = (HIDDEN + 4 * THREADS - 1) / (4 * THREADS);   // float4 columns a thread owns
 
-// The residual stream between layers, in three buffers: the layer with tag t
-// reads residual_stream(p, t) (layer 0 of a step reads the embedding instead)
-// and its MLP accumulates into residual_stream(p, t + 1).
-constexpr unsigned RESIDUAL_BUFFERS = 3;
-__device__ __forceinline__ float* residual_stream(const Params& p, unsigned tag) {
-    return p.x + (tag % RESIDUAL_BUFFERS) * HIDDEN;
+// The residual stream that layer `layer` reads (and its mixer adds to); its
+// MLP accumulates into residual_stream(p, layer + 1).
+__device__ __forceinline__ float* residual_stream(const Params& p, int layer) {
+    return p.x + (layer & 1) * HIDDEN;
 }
 
-// Clear the buffer the MLP of layer `tag` will accumulate into. Layer t clears
-// the buffer of layer t + 1's MLP: its last reader was layer t - 1 (its input),
-// before the grid barrier that ended layer t - 1, and its first adder comes
-// after the barrier that ends layer t, so both are ordered with the clear.
-__device__ __forceinline__ void clear_residual_for(const Params& p, unsigned tag) {
+// In the layer's first stage: clear the buffer its MLP will accumulate into.
+// Its last reader was the previous layer's MLP stage, a grid barrier ago.
+__device__ __forceinline__ void clear_next_residual(const Params& p, int layer) {
     if (blockIdx.x != gridDim.x - 1) return;
-    float4* next = reinterpret_cast<float4*>(residual_stream(p, tag + 1));
+    float4* next = reinterpret_cast<float4*>(residual_stream(p, layer + 1));
     for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) next[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
@@ -51,7 +46,7 @@ __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, S
 // `st`: the block's share of W_down^T (DOWN_ROWS rows a unit), the same h
 // entries as mlp_up's share. Every thread reads every row (its own columns), a
 // page at a time: each warp releases each page once, for all its units.
-__device__ __forceinline__ void mlp_down(const Params& p, unsigned tag, const Stage& st, Smem& s) {
+__device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage& st, Smem& s) {
     constexpr int UPP = UnitsPerPage<HIDDEN, DOWN_ROWS>::value;
     block_sync();   // every warp's h is in s.mlp_h
     float4 acc[DOWN_PASSES];
@@ -86,7 +81,7 @@ __device__ __forceinline__ void mlp_down(const Params& p, unsigned tag, const St
         release_slot(s.ring, slot, n_units);
     }
     stage_point(POINT_PRODUCT);
-    float* next = residual_stream(p, tag + 1);
+    float* next = residual_stream(p, layer + 1);
 #pragma unroll
     for (int c = 0; c < DOWN_PASSES; ++c) {
         const int col = 4 * (thread_id() + c * THREADS);

@@ -28,12 +28,12 @@ struct Params {
     float* dn_state;              // [n_deltanet, DN_VALUE_HEADS, DN_KEY_DIM, DN_VALUE_DIM]
     bf16_t* k_cache;              // [n_attention, N_KV_HEADS, max_seq, HEAD_DIM]
     bf16_t* v_cache;
-    // scratch
-    float* x;                     // [3, HIDDEN] residual stream between layers (residual_stream, mlp.cuh)
-    tagged_t* x_mid;              // [HIDDEN] x after the layer's mixer (tagged words, common.cuh)
-    tagged_t* proj;               // [PROJ_ROWS_MAX] input projections (after conv + SiLU for q|k|v)
-    tagged_t* mixer_out;          // [VEC_MAX] delta-rule output / gated attention output
-    tagged_t* attn_partial;       // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] flash-decoding partials
+    // scratch, float32
+    float* x;                     // [2, HIDDEN] residual stream: layer l reads buffer l % 2 and
+                                  // its MLP accumulates into the other (residual_stream)
+    float* proj;                  // [PROJ_ROWS_MAX] input projections (after conv + SiLU for q|k|v)
+    float* mixer_out;             // [VEC_MAX] delta-rule output / gated attention output
+    float* attn_partial;          // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] flash-decoding partials
     float* argmax_val;            // [gridDim.x]
     int* argmax_idx;              // [gridDim.x]
     float* logits;                // [VOCAB] or null (greedy runs skip writing logits)
@@ -48,6 +48,5 @@ struct Params {
     int first_token;
     int position;                 // position of first_token
     int n_steps;
-    unsigned tag_base;            // the tag of step 0's layer 0; step s, layer l: + s * N_LAYERS + l
     int shared_bytes;             // dynamic shared memory of a block: Smem, then the weight ring
 };

@@ -26,9 +26,11 @@ from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
 from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, STAGE_POINTS
 
-# A step's grid barriers (megakernel.cu): one at the end of each layer, one
-# after the output projection (the argmax). Inside a layer the stages hand off
-# through tagged words and show as points ("handed" ends a stage).
+# The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
+LAYER_STAGES = {
+    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp"),
+    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj", "mlp"),
+}
 
 
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
@@ -57,7 +59,8 @@ def time_backend(backend: MegakernelBackend, depths: list[int], reps: int, floor
 
 def stage_names(config: ModelConfig) -> list[str]:
     """One name per grid barrier of a decode step, in order."""
-    return ["attention" if t == ATTENTION else "deltanet" for t in config.layer_types] + ["lm_head"]
+    names = [n for t in config.layer_types for n in LAYER_STAGES["attention" if t == ATTENTION else "deltanet"]]
+    return names + ["lm_head"]
 
 
 def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
@@ -75,8 +78,7 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     state.position = depth
     torch.cuda.synchronize()
     backend.barrier[2:].zero_()
-    # The second step's first barrier (the launch starts with one of its own).
-    first = int(backend.barrier[0]) // backend.grid + 1 + len(names)
+    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
     clock = backend.barrier[2:].cpu()
