@@ -151,9 +151,11 @@ class MegakernelBackend:
     kernel_launches_per_step = 1
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
-                 prefill: str = "fast", kernel_options: tuple[str, ...] = ()):
+                 prefill: str = "fast", kernel_options: tuple[str, ...] = (), arch: str | None = None):
         """``kernel_options``: extra NVRTC options, e.g. ``("-DSTAGE_CLOCK=1",)``
-        to time a variant."""
+        to time a variant. ``arch``: what to build for, by default the device's
+        own architecture; a virtual one such as ``compute_80`` runs an older
+        architecture's code path on this GPU (through the driver's PTX compiler)."""
         self.config, self.device = config, torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"the megakernel backend needs a CUDA device, got {self.device}")
@@ -163,9 +165,9 @@ class MegakernelBackend:
         driver.ensure_context(self.device)
         if not driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH):
             raise RuntimeError(f"{torch.cuda.get_device_name(self.device)} cannot launch cooperative kernels")
-        self.arch = driver.arch_of(self.device)
+        self.arch = arch or driver.arch_of(self.device)
         self.build = compile_megakernel(config, self.arch, extra_options=tuple(kernel_options))
-        self.kernel = driver.Kernel(self.build.cubin, KERNEL_NAME)
+        self.kernel = driver.Kernel(self.build.image, KERNEL_NAME)
         # A block takes all the shared memory it may have: struct Smem, the rest stages weights.
         optin = driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
         static = self.kernel.attribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)

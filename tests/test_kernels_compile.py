@@ -61,8 +61,21 @@ def test_nvrtc_compiles_without_spills(config, arch):
         if "libnvrtc not found" in str(e):
             pytest.skip(str(e))
         raise
-    assert build.cubin[:4] == b"\x7fELF"
+    assert build.image[:4] == b"\x7fELF"
     check_resources(resource_report(build.log), f"NVRTC {arch} {config.name}")
+
+
+def test_virtual_architecture_builds_ptx():
+    """What the GPU tests load to run the pre-Hopper path on a Hopper GPU."""
+    try:
+        build = compile_megakernel(QWEN35_0_8B, "compute_80", use_cache=False)
+    except CompileError as e:
+        if "libnvrtc not found" in str(e):
+            pytest.skip(str(e))
+        raise
+    text = build.image.rstrip(b"\0").decode()
+    assert ".target sm_80" in text and ".entry megadelta_decode" in text
+    assert "cp.async.bulk" not in text and "setmaxnreg" not in text   # the Hopper path is not in it
 
 
 def test_compile_error_shows_the_log(monkeypatch):
@@ -84,7 +97,30 @@ def test_cache_is_reused(tmp_path, monkeypatch):
     cached = list((tmp_path / "kernels").glob("*.cubin"))
     assert len(cached) == 1
     again = compile_megakernel(QWEN35_0_8B, "sm_90a")
-    assert again.cubin == first.cubin and again.log == ""
+    assert again.image == first.image and again.log == ""
+
+
+def test_all_nan_logits_give_token_zero_on_cpu_emulation(tmp_path, monkeypatch):
+    """A checkpoint that makes every logit NaN: the greedy argmax picks token 0,
+    as torch.argmax does, and the next step reads a real embedding row (it
+    used to pick an index past the vocabulary and read out of bounds)."""
+    import torch
+
+    from megadelta.checkpoint import random_weights
+    from megadelta.kernels.emulate import EmulatedKernel, EmulatorUnavailable
+    from megadelta.state import SequenceState
+
+    monkeypatch.setenv("MEGADELTA_CACHE", str(tmp_path))
+    config = emulation_config(value_heads=4)
+    weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
+    weights["norm.weight"] = torch.full_like(weights["norm.weight"], float("nan"))
+    try:
+        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=48 * 1024)
+    except EmulatorUnavailable as e:
+        pytest.skip(str(e))
+    state = SequenceState.empty(config, 8, torch.bfloat16)
+    assert torch.isnan(kernel.decode(5, state)).all()
+    assert kernel.decode_greedy(5, state, 2) == [int(torch.full((3,), float("nan")).argmax())] * 2
 
 
 def c_struct_fields(source: str, struct: str) -> list[tuple[str, str]]:

@@ -31,7 +31,10 @@ class CompileError(RuntimeError):
 
 @dataclass(frozen=True)
 class Build:
-    cubin: bytes
+    """``image``: a cubin for a real architecture (``sm_90a``), or for a virtual
+    one (``compute_80``) PTX text, which the driver compiles when it loads it."""
+
+    image: bytes
     log: str
     arch: str
 
@@ -79,7 +82,7 @@ class _Nvrtc:
         self.check(self.lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion")
         return f"{major.value}.{minor.value}"
 
-    def compile(self, files: dict[str, str], main: str, options: list[str]) -> tuple[bytes, str]:
+    def compile(self, files: dict[str, str], main: str, options: list[str], ptx: bool) -> tuple[bytes, str]:
         lib, prog = self.lib, ctypes.c_void_p()
         headers = [name for name in files if name != main]
         n = len(headers)
@@ -98,17 +101,22 @@ class _Nvrtc:
             if status != 0:
                 raise CompileError(f"NVRTC could not compile {main} "
                                    f"({lib.nvrtcGetErrorString(status).decode()}):\n{log_text}")
-            self.check(lib.nvrtcGetCUBINSize(prog, ctypes.byref(size)), "nvrtcGetCUBINSize")
-            cubin = ctypes.create_string_buffer(size.value)
-            self.check(lib.nvrtcGetCUBIN(prog, cubin), "nvrtcGetCUBIN")
-            return cubin.raw, log_text
+            kind = "PTX" if ptx else "CUBIN"
+            self.check(getattr(lib, f"nvrtcGet{kind}Size")(prog, ctypes.byref(size)), f"nvrtcGet{kind}Size")
+            image = ctypes.create_string_buffer(size.value)   # PTX: with its terminating NUL
+            self.check(getattr(lib, f"nvrtcGet{kind}")(prog, image), f"nvrtcGet{kind}")
+            return image.raw, log_text
         finally:
             lib.nvrtcDestroyProgram(ctypes.byref(prog))
 
 
 def compile_megakernel(config: ModelConfig, arch: str, use_cache: bool = True,
                        extra_options: tuple[str, ...] = ()) -> Build:
-    """The cubin of the megakernel for ``config`` on ``arch`` (e.g. ``sm_90a``)."""
+    """The megakernel for ``config`` on ``arch``: a cubin for ``sm_90a`` and the
+    like; PTX for a virtual ``compute_80`` and the like (the GPU tests run the
+    pre-Hopper code path on a Hopper GPU that way: the driver compiles the PTX
+    of an older architecture for the GPU at hand)."""
+    ptx = arch.startswith("compute_")
     nvrtc = _Nvrtc()
     files = sources(config)
     options = [f"--gpu-architecture={arch}", *OPTIONS, *extra_options]
@@ -116,12 +124,12 @@ def compile_megakernel(config: ModelConfig, arch: str, use_cache: bool = True,
     for name in sorted(files):
         key.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     key.update(" ".join(options).encode() + nvrtc.version().encode())
-    path = cache_dir() / f"{KERNEL_NAME}-{config.name}-{arch}-{key.hexdigest()[:24]}.cubin"
+    path = cache_dir() / f"{KERNEL_NAME}-{config.name}-{arch}-{key.hexdigest()[:24]}.{'ptx' if ptx else 'cubin'}"
     if use_cache and path.exists():
         return Build(path.read_bytes(), "", arch)
-    cubin, log = nvrtc.compile(files, MAIN_SOURCE, options)
+    image, log = nvrtc.compile(files, MAIN_SOURCE, options, ptx)
     if use_cache:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(cubin)
+        tmp.write_bytes(image)
         tmp.replace(path)   # atomic: concurrent builders never see half a file
-    return Build(cubin, log, arch)
+    return Build(image, log, arch)

@@ -78,11 +78,11 @@ def arch_of(device: torch.device) -> str:
 
 
 class Kernel:
-    """One function of a loaded cubin."""
+    """One function of a loaded module: a cubin, or PTX that the driver compiles for the device."""
 
-    def __init__(self, cubin: bytes, name: str):
+    def __init__(self, image: bytes, name: str):
         lib = _cuda()
-        self._image = ctypes.create_string_buffer(cubin, len(cubin))
+        self._image = ctypes.create_string_buffer(image, len(image))
         self.module, self.function = ctypes.c_void_p(), ctypes.c_void_p()
         check(lib.cuModuleLoadData(ctypes.byref(self.module), self._image), "cuModuleLoadData")
         check(lib.cuModuleGetFunction(ctypes.byref(self.function), self.module, name.encode()),

@@ -1,14 +1,18 @@
 // Final norm, tied output projection (the embedding matrix) and greedy argmax:
 // warp -> block maximum in shared memory, block -> grid through one slot per
 // block and a grid barrier, after which every block reduces the slots itself
-// and so knows the next token without another barrier. Ties go to the lower
-// token id, as torch.argmax does.
+// and so knows the next token without another barrier. As torch.argmax: ties
+// go to the lower token id and NaN counts as the largest value, so the token
+// is always a row of the vocabulary (a broken checkpoint whose logits are all
+// NaN yields token 0, not an index past the embedding).
 #pragma once
 #include "matvec.cuh"
 #include "params.cuh"
 #include "smem.cuh"
 
 __device__ __forceinline__ bool better(float v, int i, float best_v, int best_i) {
+    const bool v_nan = v != v, best_nan = best_v != best_v;
+    if (v_nan || best_nan) return v_nan && (!best_nan || i < best_i);
     return v > best_v || (v == best_v && i < best_i);
 }
 
@@ -24,7 +28,7 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, 
             const int row = row0 + r;
             if (row >= VOCAB) break;
             if (p.logits != nullptr && lane == 0) p.logits[row] = sums[r];
-            if (sums[r] > best_v) {   // rows ascend within a warp: strict > keeps the first
+            if (better(sums[r], row, best_v, best_i)) {
                 best_v = sums[r];
                 best_i = row;
             }

@@ -37,7 +37,7 @@ def shortened(config: ModelConfig, n_layers: int) -> ModelConfig:
 class Pair:
     """A megakernel backend and the float32 reference on the same fresh weights."""
 
-    def __init__(self, config: ModelConfig, confident: bool = False):
+    def __init__(self, config: ModelConfig, confident: bool = False, arch: str | None = None):
         from megadelta.megakernel import MegakernelBackend
         from megadelta.model import Qwen35Model
 
@@ -45,9 +45,9 @@ class Pair:
         start = time.perf_counter()
         weights = random_weights(config, self.seed, confident=confident, device="cuda")
         self.config = config
-        self.kernel = MegakernelBackend(config, weights, "cuda", prefill="reference")
+        self.kernel = MegakernelBackend(config, weights, "cuda", prefill="reference", arch=arch)
         self.ref = Qwen35Model(config, weights, dtype=torch.float32, device="cuda")
-        print(f"{config.name}: weights seed {self.seed}, confident={confident}, "
+        print(f"{config.name} ({self.kernel.arch}): weights seed {self.seed}, confident={confident}, "
               f"built in {time.perf_counter() - start:.1f} s")
 
     def prompt(self, n: int) -> list[int]:
@@ -113,19 +113,22 @@ def confident() -> Pair:
     return Pair(QWEN35_0_8B, confident=True)
 
 
-def test_greedy_tokens_identical_on_confident_weights(confident):
-    p = confident
+def greedy_matches_reference(p: Pair, steps: int) -> None:
     prompt = p.prompt(20)
     ks, rs = p.kernel.new_state(300), p.ref.new_state(300)
     first = int(p.kernel.prefill(prompt, ks).argmax())
     assert first == int(p.ref.prefill(prompt, rs).argmax())
-    got = list(p.kernel.decode_greedy(first, ks, STEPS, set()))
+    got = list(p.kernel.decode_greedy(first, ks, steps, set()))
     want, token = [], first
-    for _ in range(STEPS):
+    for _ in range(steps):
         token = int(p.ref.decode(token, rs).argmax())
         want.append(token)
     assert got == want
     assert ks.position == rs.position
+
+
+def test_greedy_tokens_identical_on_confident_weights(confident):
+    greedy_matches_reference(confident, STEPS)
 
 
 def test_greedy_stops_at_stop_token(confident):
@@ -147,6 +150,22 @@ def test_greedy_stops_at_stop_token(confident):
 def test_other_configs_match_reference(config):
     p = Pair(config)
     compare_decode(p, 100, 32)
+
+
+def test_pre_hopper_code_path_matches_reference():
+    """The sm_80/86/89 build (cp.async copies by a whole producer warp, the
+    168-register variant of every stage) on this GPU, through the driver's
+    compiler for sm_80 PTX: single steps against the reference, then a greedy
+    launch on confident weights and one that a stop token ends early."""
+    p = Pair(QWEN35_0_8B, confident=True, arch="compute_80")
+    compare_decode(p, 100, 32)
+    greedy_matches_reference(p, 64)
+    ks = p.kernel.new_state(100)
+    first = int(p.kernel.prefill(p.prompt(10), ks).argmax())
+    tokens = list(p.kernel.decode_greedy(first, ks, 30, set()))
+    ks.reset()
+    p.kernel.prefill(p.prompt(10), ks)
+    assert list(p.kernel.decode_greedy(first, ks, 30, {tokens[5]})) == tokens[:tokens.index(tokens[5]) + 1]
 
 
 def launched_kernels(prof) -> list[str]:
