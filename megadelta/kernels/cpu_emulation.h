@@ -162,6 +162,11 @@ inline void store_release_shared(unsigned* p, unsigned v) {
     a.store(v);
     a.notify_all();
 }
+inline unsigned load_shared_acquire(const unsigned* p) {
+    const unsigned v = std::atomic_ref<unsigned>(*const_cast<unsigned*>(p)).load();
+    std::this_thread::yield();   // callers spin on it
+    return v;
+}
 inline void wait_shared_equal(const unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*const_cast<unsigned*>(p));
     for (unsigned seen = a.load(); seen != v; seen = a.load()) a.wait(seen);

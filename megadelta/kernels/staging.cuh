@@ -182,6 +182,14 @@ struct Producer {
         return min(wanted, (ring.slots - 1) / lanes * lanes);
     }
 
+    // Until page q has landed. Other lanes may have run ahead and reused its slot
+    // (only once it was read, so it had landed): the slot's page number says so,
+    // where a parity wait alone would wait for a later page's phase.
+    __device__ __forceinline__ void wait_landed(unsigned q) const {
+        const unsigned slot = q % ring.slots, parity = (q / ring.slots) & 1u;
+        while (load_shared_acquire(&ring.page[slot]) == q && !mbarrier_done(&ring.full[slot], parity)) {}
+    }
+
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
         while (!mbarrier_done(bar, parity))
@@ -200,10 +208,7 @@ struct Producer {
         for (unsigned q = next + ((issuer() - next) & (lanes - 1)); q < end; q += lanes) {
             const unsigned slot = q % slots;
             if (q >= slots && !wait_or_stop(&ring.empty[slot], (q / slots - 1) & 1u)) return false;
-            if (q >= in_flight) {   // this lane's copy in_flight pages back has landed
-                const unsigned old = q - in_flight;
-                mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
-            }
+            if (q >= in_flight) wait_landed(q - in_flight);   // this lane's copy in_flight pages back
             // The units a page does not hold are released now; the matrix's last
             // unit may be short: copy only rows that exist.
             const int u = (int)(q - next) * UPP;
@@ -231,10 +236,7 @@ struct Producer {
     // No copy may outlive the launch: wait for this lane's copies still in
     // flight (its pages among the last in_flight it issued up to).
     __device__ __forceinline__ void drain() {
-        const unsigned slots = ring.slots, in_flight = pages_in_flight();
-        for (unsigned back = 0; back < in_flight && back < issued; back += lanes) {
-            const unsigned q = issued - 1 - back;
-            mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
-        }
+        const unsigned in_flight = pages_in_flight();
+        for (unsigned back = 0; back < in_flight && back < issued; back += lanes) wait_landed(issued - 1 - back);
     }
 };
