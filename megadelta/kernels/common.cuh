@@ -186,13 +186,11 @@ __device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned
 __device__ __forceinline__ void store_release_shared(unsigned* p, unsigned v) {
     asm volatile("st.release.cta.shared.u32 [%0], %1;" :: "r"(shared_address(p)), "r"(v) : "memory");
 }
-__device__ __forceinline__ unsigned load_shared_acquire(const unsigned* p) {
-    unsigned v;
-    asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(v) : "r"(shared_address(p)) : "memory");
-    return v;
-}
 __device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v) {
-    while (load_shared_acquire(p) != v) {}
+    unsigned seen;
+    do {
+        asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(seen) : "r"(shared_address(p)) : "memory");
+    } while (seen != v);
 }
 
 // ---- reductions into global memory ----------------------------------------

@@ -1,7 +1,7 @@
 // CPU stand-in for common.cuh and the CUDA built-ins the kernel uses, so the
 // unchanged stage sources compile with g++ and run one std::thread per CUDA
-// thread (megadelta/kernels/emulate.py; in the producer warpgroup all but the
-// PAGE_ISSUERS issuing lanes of its first warp return at once, as on Hopper). __syncthreads, block_sync and __syncwarp are
+// thread (megadelta/kernels/emulate.py; in the producer warpgroup all but lane 0
+// of its first warp return at once, as on Hopper). __syncthreads, block_sync and __syncwarp are
 // std::barriers, shuffles go through a per-warp exchange array, the grid
 // barrier is a seq_cst atomic counter. It checks the kernel's logic, indexing
 // and synchronisation structure on a machine with no GPU; it says nothing
@@ -161,11 +161,6 @@ inline void store_release_shared(unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*p);
     a.store(v);
     a.notify_all();
-}
-inline unsigned load_shared_acquire(const unsigned* p) {
-    const unsigned v = std::atomic_ref<unsigned>(*const_cast<unsigned*>(p)).load();
-    std::this_thread::yield();   // callers spin on it
-    return v;
 }
 inline void wait_shared_equal(const unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*const_cast<unsigned*>(p));

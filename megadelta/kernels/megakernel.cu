@@ -46,7 +46,6 @@ __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
 
 __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
     Producer out{ring};
-    if (out.issuer() >= out.lanes) return;
     give_steps(out, p);   // to the end, or until a stop token ends the launch
     out.drain();
 }
@@ -131,9 +130,9 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
 extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(const Params p) {
     Smem& s = block_smem();
     init_ring(s.ring, ring_bytes(p));
-    if (warp_id() >= WARPS) {   // the producer warpgroup: PAGE_ISSUERS lanes of its first warp on Hopper,
-        producer_registers();    // every lane before
-        if (warp_id() == WARPS && (BULK_COPY == 0 || lane_id() < PAGE_ISSUERS)) produce_weights(p, s.ring);
+    if (warp_id() >= WARPS) {   // the producer warpgroup: its first warp's lane 0 on Hopper, every lane before
+        producer_registers();
+        if (warp_id() == WARPS && (BULK_COPY == 0 || lane_id() == 0)) produce_weights(p, s.ring);
         return;
     }
     compute_registers();

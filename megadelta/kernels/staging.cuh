@@ -16,11 +16,9 @@
 // HBM to stream at full rate (Little's law: ~3 TB/s x ~1.5 us over 132 SMs is
 // ~35 KB an SM), few enough that the grid barrier's arrivals and the stages'
 // vector loads do not queue behind a whole stage's worth of weight reads.
-// Pages rather than units per copy, and PAGE_ISSUERS lanes issuing them side
-// by side: the issue loop (two mbarrier waits, a release store, the copy) is
-// slow enough that one thread at one 4 KB unit per copy could not keep up with
-// an SM's share of HBM (v15 in docs/perf-notes.md), nor at one 8 KB page per
-// copy refill the ring faster than HBM after a stall (v17).
+// Pages rather than units per copy: one thread issues the copies, and at one
+// 4 KB unit per copy its loop (two mbarrier waits, a release store, the copy)
+// could not keep up with an SM's share of HBM (v15 in docs/perf-notes.md).
 //
 // Per slot: `full` completes when the page has landed (the producer's arrival
 // with its byte count on Hopper, each producer lane's cp.async arrival before),
@@ -43,18 +41,8 @@
 #define PAGE_BYTES 8192u
 #endif
 #ifndef PAGES_IN_FLIGHT
-#define PAGES_IN_FLIGHT 4
+#define PAGES_IN_FLIGHT 3
 #endif
-// Producer lanes that issue pages side by side: on Hopper lane l of the
-// producer warp issues the pages q = l (mod PAGE_ISSUERS), all lanes in step,
-// so the loop's fixed cost per page (two barrier waits, the slot's page number,
-// the copy's issue: ~450 cycles, which capped one lane at about an SM's share of
-// HBM and made the ring refill no faster than HBM after a stall) is paid once
-// per PAGE_ISSUERS pages. Before Hopper the whole warp copies one page at a time.
-#ifndef PAGE_ISSUERS
-#define PAGE_ISSUERS (BULK_COPY ? 4 : 1)
-#endif
-static_assert((PAGE_ISSUERS & (PAGE_ISSUERS - 1)) == 0, "PAGE_ISSUERS is a power of two");
 #define RING_SLOTS_MAX 64
 
 // Rows a unit holds for a given K: UNIT_CHUNKS chunks a lane, so short rows are
@@ -162,33 +150,13 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 }
 
 // ---- the producer warp ----------------------------------------------------------
-// One per issuing lane; all walk the same page sequence.
 struct Producer {
     Ring& ring;
-    // Lanes issuing: PAGE_ISSUERS, fewer if the ring has no more slots than that
-    // (every lane needs a copy in flight, and fewer copies than slots may be).
-    const unsigned lanes = ring.slots > PAGE_ISSUERS ? PAGE_ISSUERS : (ring.slots > 2 ? 2u : 1u);
-    unsigned next = 0;     // pages of the sequence walked so far (by every lane)
-    unsigned issued = 0;   // 1 + the last page this lane issued (0: none yet)
+    unsigned next = 0;   // pages issued so far
 
-    // This lane's pages are q = issuer() (mod lanes); lanes >= `lanes` issue none.
-    __device__ __forceinline__ static unsigned issuer() { return BULK_COPY ? lane_id() : 0u; }
-
-    // Copies outstanding at most, all lanes together: a multiple of `lanes`
-    // (the page waited for is then the same lane's) and fewer than the ring's
-    // slots (it is then the latest its slot has held).
-    __device__ __forceinline__ unsigned pages_in_flight() const {
-        const unsigned wanted = (PAGES_IN_FLIGHT + lanes - 1) / lanes * lanes;
-        return min(wanted, (ring.slots - 1) / lanes * lanes);
-    }
-
-    // Until page q has landed. Other lanes may have run ahead and reused its slot
-    // (only once it was read, so it had landed): the slot's page number says so,
-    // where a parity wait alone would wait for a later page's phase.
-    __device__ __forceinline__ void wait_landed(unsigned q) const {
-        const unsigned slot = q % ring.slots, parity = (q / ring.slots) & 1u;
-        while (load_shared_acquire(&ring.page[slot]) == q && !mbarrier_done(&ring.full[slot], parity)) {}
-    }
+    // Copies outstanding at most: fewer than the ring's slots, so that the page
+    // waited for is the latest its slot has held.
+    __device__ __forceinline__ unsigned pages_in_flight() const { return min(PAGES_IN_FLIGHT, (int)ring.slots - 1); }
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
@@ -197,28 +165,28 @@ struct Producer {
         return true;
     }
 
-    // Issue this lane's pages of the block's share of W [n_rows, K] (units of R
-    // rows); false once the compute warps have finished.
+    // Issue this block's share of W [n_rows, K] (units of R rows); false once the compute warps have finished.
     template <int K, int R>
     __device__ __forceinline__ bool give(const bf16_t* W, int n_rows) {
         constexpr int UPP = UnitsPerPage<K, R>::value;
         const Stage st = block_share<R>(n_rows, next);
         const unsigned slots = ring.slots, in_flight = pages_in_flight();
-        const unsigned end = next + (st.units + UPP - 1) / UPP;
-        for (unsigned q = next + ((issuer() - next) & (lanes - 1)); q < end; q += lanes) {
-            const unsigned slot = q % slots;
-            if (q >= slots && !wait_or_stop(&ring.empty[slot], (q / slots - 1) & 1u)) return false;
-            if (q >= in_flight) wait_landed(q - in_flight);   // this lane's copy in_flight pages back
+        for (int u = 0; u < st.units; u += UPP, ++next) {
+            const unsigned slot = next % slots;
+            if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
+            if (next >= in_flight) {   // the copy in_flight pages back has landed
+                const unsigned old = next - in_flight;
+                mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
+            }
             // The units a page does not hold are released now; the matrix's last
             // unit may be short: copy only rows that exist.
-            const int u = (int)(q - next) * UPP;
             const int units = min(UPP, st.units - u), row0 = (st.unit0 + u) * R;
             const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
             unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
-            if (BULK_COPY || lane_id() == 0) {
+            if (lane_id() == 0) {
                 if (units < UNITS_CAP) mbarrier_arrive(&ring.empty[slot], (UNITS_CAP - units) * WARPS);
-                store_release_shared(&ring.page[slot], q);
+                store_release_shared(&ring.page[slot], next);
             }
             if (BULK_COPY) {
                 mbarrier_expect_bytes(&ring.full[slot], bytes);
@@ -227,16 +195,14 @@ struct Producer {
                 for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
                 mbarrier_arrive_on_copies(&ring.full[slot]);
             }
-            issued = q + 1;
         }
-        next = end;
         return true;
     }
 
-    // No copy may outlive the launch: wait for this lane's copies still in
-    // flight (its pages among the last in_flight it issued up to).
+    // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        const unsigned in_flight = pages_in_flight();
-        for (unsigned back = 0; back < in_flight && back < issued; back += lanes) wait_landed(issued - 1 - back);
+        const unsigned slots = ring.slots, in_flight = pages_in_flight();
+        for (unsigned q = next > in_flight ? next - in_flight : 0u; q < next; ++q)
+            mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
     }
 };
