@@ -98,9 +98,16 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     async_wait_all();   // made visible to the block by the __syncthreads below
     for (int item = blockIdx.x; item < DN_ITEMS; item += gridDim.x) {
         const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
+        // This column's v and the head's b, a and decay parameters: loaded now,
+        // in flight while q and k are normalised.
+        const float* ab = p.proj + CONV_DIM + VALUE_DIM;
+        const float b = load_shared_f32(ab + h), a = load_shared_f32(ab + DN_VALUE_HEADS + h);
+        const float v = load_shared_f32(p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j);
+        const float a_log = __ldg(L.a_log + h), dt_bias = __ldg(L.dt_bias + h);
         if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
         if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
         block_sync();
+        const float decay = expf(-expf(a_log) * softplus(a + dt_bias)), beta = sigmoid(b);
 
         float* S = deltanet_state_tile(p, slot, item) + lane;
         const bool staged = item == (int)blockIdx.x;
@@ -127,10 +134,6 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
             stk += s.dn_partial[0][w][lane];
             stq += s.dn_partial[1][w][lane];
         }
-        const float* ab = p.proj + CONV_DIM + VALUE_DIM;
-        const float beta = sigmoid(load_shared_f32(ab + h));
-        const float decay = expf(-expf(L.a_log[h]) * softplus(load_shared_f32(ab + DN_VALUE_HEADS + h) + L.dt_bias[h]));
-        const float v = load_shared_f32(p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j);
         const float delta = beta * (v - decay * stk);
 #pragma unroll
         for (int r = 0; r < ROWS; ++r)
@@ -154,24 +157,44 @@ __device__ __forceinline__ void project_and_add_residual(float* x, const Stage& 
     });
 }
 
-// Stage 3, input: the gated norm of the recurrence output into s.vec.
+// Stage 3, input: the gated norm of the recurrence output into s.vec. A warp
+// normalises heads warp, warp + WARPS, ...: o and z of GROUP of them are
+// loaded first, one round trip for the group rather than one a head (GROUP
+// bounds the registers they take; without the register hand-off, one head at
+// a time fits 168 registers in every config).
 __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32;
+    constexpr int HEADS = (DN_VALUE_HEADS + WARPS - 1) / WARPS;   // a warp's heads at most
+    constexpr int GROUP = HEADS < 2 || !REGISTER_HANDOFF ? 1 : 2;
     const int lane = lane_id(), warp = warp_id();
-    for (int h = warp; h < DN_VALUE_HEADS; h += WARPS) {
-        float o[PER_LANE], z[PER_LANE], w[PER_LANE], ss = 0.0f;
+    float w[PER_LANE];
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {   // o, z and the norm weight in one round trip
-            o[e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
-            z[e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
-            w[e] = __ldg(L.out_norm + lane + 32 * e);
+    for (int e = 0; e < PER_LANE; ++e) w[e] = __ldg(L.out_norm + lane + 32 * e);
+#pragma unroll 1
+    for (int k0 = 0; k0 < HEADS; k0 += GROUP) {
+        float o[GROUP][PER_LANE], z[GROUP][PER_LANE];
+#pragma unroll
+        for (int k = 0; k < GROUP; ++k) {
+            const int h = warp + (k0 + k) * WARPS;
+            if (h >= DN_VALUE_HEADS) break;
+#pragma unroll
+            for (int e = 0; e < PER_LANE; ++e) {
+                o[k][e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
+                z[k][e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
+            }
         }
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) ss += o[e] * o[e];
-        const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
+        for (int k = 0; k < GROUP; ++k) {
+            const int h = warp + (k0 + k) * WARPS;
+            if (h >= DN_VALUE_HEADS) break;
+            float ss = 0.0f;
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e)
-            s.vec[vec_slot(h * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[e] * inv * silu(z[e]);
+            for (int e = 0; e < PER_LANE; ++e) ss += o[k][e] * o[k][e];
+            const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
+#pragma unroll
+            for (int e = 0; e < PER_LANE; ++e)
+                s.vec[vec_slot(h * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[k][e] * inv * silu(z[k][e]);
+        }
     }
     block_sync();
 }
