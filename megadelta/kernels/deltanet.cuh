@@ -158,42 +158,33 @@ __device__ __forceinline__ void project_and_add_residual(float* x, const Stage& 
 }
 
 // Stage 3, input: the gated norm of the recurrence output into s.vec. A warp
-// normalises heads warp, warp + WARPS, ...: o and z of GROUP of them are
-// loaded first, one round trip for the group rather than one a head (GROUP
-// bounds the registers they take; without the register hand-off, one head at
-// a time fits 168 registers in every config).
+// normalises heads warp, warp + WARPS, ...: with the register hand-off, o and z
+// of two of them are loaded in one round trip rather than one a head (without
+// it, two heads' loads make the kernel spill).
+constexpr int GATED_NORM_HEADS = DN_VALUE_HEADS % (2 * WARPS) == 0 && REGISTER_HANDOFF ? 2 : 1;
 __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, Smem& s) {
-    constexpr int PER_LANE = DN_VALUE_DIM / 32;
-    constexpr int HEADS = (DN_VALUE_HEADS + WARPS - 1) / WARPS;   // a warp's heads at most
-    constexpr int GROUP = HEADS < 2 || !REGISTER_HANDOFF ? 1 : 2;
+    constexpr int PER_LANE = DN_VALUE_DIM / 32, GROUP = GATED_NORM_HEADS;
     const int lane = lane_id(), warp = warp_id();
-    float w[PER_LANE];
+    for (int h0 = warp; h0 < DN_VALUE_HEADS; h0 += GROUP * WARPS) {
+        float o[GROUP][PER_LANE], z[GROUP][PER_LANE], w[PER_LANE];
 #pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) w[e] = __ldg(L.out_norm + lane + 32 * e);
-#pragma unroll 1
-    for (int k0 = 0; k0 < HEADS; k0 += GROUP) {
-        float o[GROUP][PER_LANE], z[GROUP][PER_LANE];
+        for (int e = 0; e < PER_LANE; ++e) {   // o, z and the norm weight in one round trip
 #pragma unroll
-        for (int k = 0; k < GROUP; ++k) {
-            const int h = warp + (k0 + k) * WARPS;
-            if (h >= DN_VALUE_HEADS) break;
-#pragma unroll
-            for (int e = 0; e < PER_LANE; ++e) {
-                o[k][e] = load_shared_f32(p.mixer_out + h * DN_VALUE_DIM + lane + 32 * e);
-                z[k][e] = load_shared_f32(p.proj + CONV_DIM + h * DN_VALUE_DIM + lane + 32 * e);
+            for (int k = 0; k < GROUP; ++k) {
+                o[k][e] = load_shared_f32(p.mixer_out + (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e);
+                z[k][e] = load_shared_f32(p.proj + CONV_DIM + (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e);
             }
+            w[e] = __ldg(L.out_norm + lane + 32 * e);
         }
 #pragma unroll
         for (int k = 0; k < GROUP; ++k) {
-            const int h = warp + (k0 + k) * WARPS;
-            if (h >= DN_VALUE_HEADS) break;
             float ss = 0.0f;
 #pragma unroll
             for (int e = 0; e < PER_LANE; ++e) ss += o[k][e] * o[k][e];
             const float inv = rsqrtf(warp_sum(ss) / DN_VALUE_DIM + RMS_EPS);
 #pragma unroll
             for (int e = 0; e < PER_LANE; ++e)
-                s.vec[vec_slot(h * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[k][e] * inv * silu(z[k][e]);
+                s.vec[vec_slot((h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e)] = w[e] * o[k][e] * inv * silu(z[k][e]);
         }
     }
     block_sync();
