@@ -21,10 +21,11 @@ constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
 constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
 
 __device__ __forceinline__ void attention_project(const Params& p, const Stage& st, Smem& s) {
-    matvec<HIDDEN, R_IN>(st, s.ring, ATTN_PROJ_ROWS, s.vec, [=](int row0, const float* sums, const auto&) {
+    using M = AttentionInProj;
+    matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
-        const float y = sum_of_lane<R_IN>(sums);
-        if (lane_id() < R_IN && row < ATTN_PROJ_ROWS) p.proj[row] = y;
+        const float y = sum_of_lane<M::R>(sums);
+        if (lane_id() < M::R && row < M::ROWS) p.proj[row] = y;
     });
 }
 

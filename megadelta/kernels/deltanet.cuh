@@ -35,10 +35,10 @@ __device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeight
 // of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
 __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
                                                  const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
-    constexpr int R = R_IN;
+    using M = DeltaNetInProj;
+    constexpr int R = M::R;
     const ConvRows conv = conv_rows(p, L, slot);
-    matvec<HIDDEN, R>(st, s.ring, DN_PROJ_ROWS, s.vec, conv, conv_in,
-                      [=](int row0, const float* sums, const RowInputs<ConvRows::N>& in) {
+    matvec<M>(st, s.ring, s.vec, conv, conv_in, [=](int row0, const float* sums, const RowInputs<ConvRows::N>& in) {
         const int row = row0 + lane_id();
         float y = sum_of_lane<R>(sums);
         if (lane_id() >= R || row >= DN_PROJ_ROWS) return;
@@ -147,13 +147,14 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
 // x the layer's residual stream in global memory, the residual the copy this
 // block loaded at the start of the layer (s.residual): no global load waits
 // in this stage's epilogue.
-template <int K, int R>
+template <class M>
 __device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, Smem& s) {
+    static_assert(M::ROWS == HIDDEN, "an output projection yields the residual stream's rows");
     const float* residual = s.residual;
-    matvec<K, R>(st, s.ring, HIDDEN, s.vec, [=](int row0, const float* sums, const auto&) {
+    matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
-        const float y = sum_of_lane<R>(sums);
-        if (lane_id() < R && row < HIDDEN) x[row] = residual[row] + y;
+        const float y = sum_of_lane<M::R>(sums);
+        if (lane_id() < M::R && row < HIDDEN) x[row] = residual[row] + y;
     });
 }
 

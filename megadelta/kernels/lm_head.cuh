@@ -18,11 +18,11 @@ __device__ __forceinline__ bool better(float v, int i, float best_v, int best_i)
 
 // s.vec holds the final-normed x.
 __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, Smem& s) {
-    constexpr int R = R_IN;
+    constexpr int R = OutputProjection::R;
     const int lane = lane_id(), warp = warp_id();
     float best_v = NEG_INF;
     int best_i = VOCAB;
-    matvec<HIDDEN, R>(st, s.ring, VOCAB, s.vec, [&](int row0, const float* sums, const auto&) {
+    matvec<OutputProjection>(st, s.ring, s.vec, [&](int row0, const float* sums, const auto&) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const int row = row0 + r;

@@ -70,10 +70,10 @@ struct NoRowInputs {
     __device__ __forceinline__ void load(int, float (&)[1]) const {}
 };
 
-// The inputs of the warp's units [batch * 32/R, (batch + 1) * 32/R) of share st.
-template <int R, class Rows>
-__device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, const Rows& rows, int n_rows,
-                                                              int batch) {
+// The inputs of the warp's units [batch * 32/R, (batch + 1) * 32/R) of share st of M.
+template <class M, class Rows>
+__device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, const Rows& rows, int batch) {
+    constexpr int R = M::R, n_rows = M::ROWS;
     static_assert(32 % R == 0, "a batch holds whole units");
     RowInputs<Rows::N> in{};
     if constexpr (Rows::N > 0) {
@@ -141,11 +141,12 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
     return y;
 }
 
-// This block's share `st` of W . xs (st taken with R rows a unit on the same
-// n_rows); `first` is fetch_row_inputs<R>(st, rows, n_rows, 0).
-template <int K, int R, class Rows, class Epilogue>
-__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, const float* xs, const Rows& rows,
+// This block's share `st` (taken as M) of W . xs; `first` is
+// fetch_row_inputs<M>(st, rows, 0).
+template <class M, class Rows, class Epilogue>
+__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, const Rows& rows,
                                        RowInputs<Rows::N> first, Epilogue epi) {
+    constexpr int K = M::K, R = M::R, n_rows = M::ROWS;
     static_assert(K % 256 == 0, "K must be a multiple of 256");
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
@@ -153,11 +154,11 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, 
     int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
     for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
-        if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<R>(st, rows, n_rows, k / BATCH);
+        if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<M>(st, rows, k / BATCH);
         const int row0 = (st.unit0 + j) * R;
         float sums[R];
         const bf16_t* unit;
-        const unsigned slot = acquire_unit<K, R>(ring, st, j, unit);
+        const unsigned slot = acquire_unit<M>(ring, st, j, unit);
         unit_sums<K, R>(unit, n_rows - row0, x, sums);
         release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};
@@ -170,9 +171,9 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, 
 }
 
 // The same without per-row inputs.
-template <int K, int R, class Epilogue>
-__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, int n_rows, const float* xs, Epilogue epi) {
-    matvec<K, R>(st, ring, n_rows, xs, NoRowInputs{}, RowInputs<0>{}, epi);
+template <class M, class Epilogue>
+__device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, Epilogue epi) {
+    matvec<M>(st, ring, xs, NoRowInputs{}, RowInputs<0>{}, epi);
 }
 
 // ---- moving vectors into shared memory -------------------------------------

@@ -29,17 +29,16 @@ __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWei
 __device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int layer) {
     const LayerWeights& L = p.layers[layer];
     const bool mixer = LAYER_IS_ATTENTION[layer]
-        ? out.give<HIDDEN, R_IN>(L.w_in, ATTN_PROJ_ROWS) && out.give<Q_SIZE, R_OUT_ATTENTION>(L.w_out, HIDDEN)
-        : out.give<HIDDEN, R_IN>(L.w_in, DN_PROJ_ROWS) && out.give<VALUE_DIM, R_OUT_DELTANET>(L.w_out, HIDDEN);
-    return mixer && out.give<HIDDEN, UP_ROWS>(L.w_gate_up, 2 * INTERMEDIATE)
-           && out.give<HIDDEN, DOWN_ROWS>(L.w_down_t, INTERMEDIATE);
+        ? out.give<AttentionInProj>(L.w_in) && out.give<AttentionOutProj>(L.w_out)
+        : out.give<DeltaNetInProj>(L.w_in) && out.give<DeltaNetOutProj>(L.w_out);
+    return mixer && out.give<GateUp>(L.w_gate_up) && out.give<DownT>(L.w_down_t);
 }
 
 __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
     for (int step = 0; step < p.n_steps; ++step) {
         for (int layer = 0; layer < N_LAYERS; ++layer)
             if (!give_layer(out, p, layer)) return false;
-        if (!out.give<HIDDEN, R_IN>(p.embed, VOCAB)) return false;
+        if (!out.give<OutputProjection>(p.embed)) return false;
     }
     return true;
 }
@@ -53,23 +52,23 @@ __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<HIDDEN, R_IN>(DN_PROJ_ROWS);
-    const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<R_IN>(w_in, conv_rows(p, L, slot), DN_PROJ_ROWS, 0);
+    const Stage w_in = ws.take<DeltaNetInProj>();
+    const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<DeltaNetInProj>(w_in, conv_rows(p, L, slot), 0);
     load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
     deltanet_project(p, L, slot, w_in, conv_in, s);
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<VALUE_DIM, R_OUT_DELTANET>(HIDDEN);
+    const Stage w_out = ws.take<DeltaNetOutProj>();
     deltanet_gated_norm(p, L, s);
-    project_and_add_residual<VALUE_DIM, R_OUT_DELTANET>(residual_stream(p, layer), w_out, s);
+    project_and_add_residual<DeltaNetOutProj>(residual_stream(p, layer), w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                 int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<HIDDEN, R_IN>(ATTN_PROJ_ROWS);
+    const Stage w_in = ws.take<AttentionInProj>();
     load_layer_input(p, L, layer, token, s);
     attention_project(p, w_in, s);
     grid_barrier(p.barrier);
@@ -77,9 +76,9 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     grid_barrier(p.barrier);
     attention_combine(p, pos);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<Q_SIZE, R_OUT_ATTENTION>(HIDDEN);
+    const Stage w_out = ws.take<AttentionOutProj>();
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    project_and_add_residual<Q_SIZE, R_OUT_ATTENTION>(residual_stream(p, layer), w_out, s);
+    project_and_add_residual<AttentionOutProj>(residual_stream(p, layer), w_out, s);
 }
 
 // After the mixer's residual add, one stage: the gate/up product on the block's
@@ -87,8 +86,8 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
 __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
                                           Smem& s) {
     grid_barrier(p.barrier);
-    const Stage w_gate_up = ws.take<HIDDEN, UP_ROWS>(2 * INTERMEDIATE);
-    const Stage w_down_t = ws.take<HIDDEN, DOWN_ROWS>(INTERMEDIATE);
+    const Stage w_gate_up = ws.take<GateUp>();
+    const Stage w_down_t = ws.take<DownT>();
     load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(L, w_gate_up, s);
     mlp_down(p, layer, w_down_t, s);
@@ -114,7 +113,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
                 deltanet_layer(p, L, layer, token, ws, s);
             mlp_block(p, L, layer, ws, s);
         }
-        const Stage lm_head = ws.take<HIDDEN, R_IN>(VOCAB);
+        const Stage lm_head = ws.take<OutputProjection>();
         load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

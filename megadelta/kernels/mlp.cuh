@@ -11,7 +11,8 @@
 #include "params.cuh"
 #include "smem.cuh"
 
-// (UP_ROWS and DOWN_ROWS, the units' rows, are in staging.cuh.)
+// (GateUp and DownT, the matrices' shapes, are in staging.cuh.)
+constexpr int DOWN_ROWS = DownT::R;
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
 constexpr int DOWN_PASSES = (HIDDEN + 4 * THREADS - 1) / (4 * THREADS);   // float4 columns a thread owns
 
@@ -31,11 +32,11 @@ __device__ __forceinline__ void clear_next_residual(const Params& p, int layer) 
 
 // s.vec holds rmsnorm(x); the block's slice of h goes to s.mlp_h.
 __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, Smem& s) {
-    constexpr int R = UP_ROWS;
+    constexpr int R = GateUp::R;
     const bool lane0 = lane_id() == 0;
     const int h0 = st.unit0 * DOWN_ROWS;
     float* h = s.mlp_h;
-    matvec<HIDDEN, R>(st, s.ring, 2 * INTERMEDIATE, s.vec, [=](int row0, const float* sums, const auto&) {
+    matvec<GateUp>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         if (!lane0) return;
 #pragma unroll
         for (int r = 0; r < R; r += 2)
@@ -47,7 +48,7 @@ __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, S
 // entries as mlp_up's share. Every thread reads every row (its own columns), a
 // page at a time: each warp releases each page once, for all its units.
 __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage& st, Smem& s) {
-    constexpr int UPP = UnitsPerPage<HIDDEN, DOWN_ROWS>::value;
+    constexpr int UPP = DownT::UNITS_PER_PAGE;
     block_sync();   // every warp's h is in s.mlp_h
     float4 acc[DOWN_PASSES];
 #pragma unroll
@@ -60,7 +61,7 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
 #pragma unroll 1
     for (int j = 0; j < st.units; j += UPP) {
         const bf16_t* rows;
-        const unsigned slot = acquire_unit<HIDDEN, DOWN_ROWS>(s.ring, st, j, rows);
+        const unsigned slot = acquire_unit<DownT>(s.ring, st, j, rows);
         const int n_units = min(UPP, st.units - j);
         const int n_rows = min(n_units * DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
 #pragma unroll

@@ -53,30 +53,40 @@ struct RowsPerWarp {
     static constexpr int value = chunks >= UNIT_CHUNKS ? 1 : UNIT_CHUNKS / chunks;
 };
 
-// The shapes of the matrices, in one place for the producer and the stages.
-constexpr int R_IN = RowsPerWarp<HIDDEN>::value;                  // in_proj, the output projection
-constexpr int R_OUT_DELTANET = RowsPerWarp<VALUE_DIM>::value;     // out_proj
-constexpr int R_OUT_ATTENTION = RowsPerWarp<Q_SIZE>::value;       // o_proj
+// A weight matrix as the ring streams it: ROWS rows of K columns, in units of
+// R rows. The producer (Producer::give), the compute warps' share of it
+// (WeightStream::take) and the product over it (matvec) name the same one of
+// these, so they cannot disagree on a shape.
+template <int K_, int R_, int ROWS_>
+struct Matrix {
+    static constexpr int K = K_, R = R_, ROWS = ROWS_;
+    static constexpr unsigned UNIT_BYTES = 2u * R * K;
+    static constexpr int UNITS_PER_PAGE = PAGE_BYTES / UNIT_BYTES;
+};
+
+constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
 // gate/up: whole (gate, up) row pairs; a unit of W_down^T holds the rows of the same h entries.
 constexpr int UP_ROWS = R_IN < 2 ? 2 : R_IN;
-constexpr int DOWN_ROWS = UP_ROWS / 2;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
-constexpr int cmax(int a, int b) { return a > b ? a : b; }
-constexpr int cmin(int a, int b) { return a < b ? a : b; }
-constexpr unsigned UNIT_BYTES_MAX = 2u * cmax(cmax(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
-                                              cmax(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN));
-constexpr unsigned UNIT_BYTES_MIN = 2u * cmin(cmin(cmin(R_IN * HIDDEN, R_OUT_DELTANET * VALUE_DIM),
-                                                   cmin(R_OUT_ATTENTION * Q_SIZE, UP_ROWS * HIDDEN)),
-                                              DOWN_ROWS * HIDDEN);
+using DeltaNetInProj = Matrix<HIDDEN, R_IN, DN_PROJ_ROWS>;                          // [qkv | z | b | a]
+using AttentionInProj = Matrix<HIDDEN, R_IN, ATTN_PROJ_ROWS>;                       // [(q, gate) | k | v]
+using DeltaNetOutProj = Matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value, HIDDEN>;   // out_proj
+using AttentionOutProj = Matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value, HIDDEN>;        // o_proj
+using GateUp = Matrix<HIDDEN, UP_ROWS, 2 * INTERMEDIATE>;                           // gate and up rows interleaved
+using DownT = Matrix<HIDDEN, UP_ROWS / 2, INTERMEDIATE>;                            // W_down^T
+using OutputProjection = Matrix<HIDDEN, R_IN, VOCAB>;                               // the tied embedding
+
+template <class... M>
+constexpr unsigned unit_bytes_max() { unsigned b = 0; ((b = M::UNIT_BYTES > b ? M::UNIT_BYTES : b), ...); return b; }
+template <class... M>
+constexpr unsigned unit_bytes_min() { unsigned b = ~0u; ((b = M::UNIT_BYTES < b ? M::UNIT_BYTES : b), ...); return b; }
+constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
+                                                   AttentionOutProj, GateUp, DownT, OutputProjection>();
+constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
+                                                   AttentionOutProj, GateUp, DownT, OutputProjection>();
 static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
-
-// Units of R rows of K columns a page holds.
-template <int K, int R>
-struct UnitsPerPage {
-    static constexpr int value = PAGE_BYTES / (R * K * 2);
-};
 
 // One block's share of a matrix and where its pages sit in the block's sequence.
 struct Stage {
@@ -122,24 +132,23 @@ __device__ __forceinline__ Stage block_share(int n_rows, unsigned page0) {
 // matrix's share in the producer's order.
 struct WeightStream {
     unsigned next = 0;
-    template <int K, int R>
-    __device__ __forceinline__ Stage take(int n_rows) {
-        constexpr int UPP = UnitsPerPage<K, R>::value;
-        const Stage st = block_share<R>(n_rows, next);
-        next += (st.units + UPP - 1) / UPP;
+    template <class M>
+    __device__ __forceinline__ Stage take() {
+        const Stage st = block_share<M::R>(M::ROWS, next);
+        next += (st.units + M::UNITS_PER_PAGE - 1) / M::UNITS_PER_PAGE;
         return st;
     }
 };
 
-// Compute side: wait until the page holding unit j of share `st` (R rows of K
-// columns a unit) has landed; the slot, and the unit's weights in `unit`.
-template <int K, int R>
+// Compute side: wait until the page holding unit j of share `st` of M has
+// landed; the slot, and the unit's weights in `unit`.
+template <class M>
 __device__ __forceinline__ unsigned acquire_unit(Ring& ring, const Stage& st, int j, const bf16_t*& unit) {
-    constexpr int UPP = UnitsPerPage<K, R>::value;
+    constexpr int UPP = M::UNITS_PER_PAGE;
     const unsigned q = st.page0 + j / UPP, slot = q % ring.slots;
     wait_shared_equal(&ring.page[slot], q);
     mbarrier_wait(&ring.full[slot], (q / ring.slots) & 1u);
-    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % UPP) * R * K;
+    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % UPP) * M::R * M::K;
     return slot;
 }
 
@@ -165,10 +174,10 @@ struct Producer {
         return true;
     }
 
-    // Issue this block's share of W [n_rows, K] (units of R rows); false once the compute warps have finished.
-    template <int K, int R>
-    __device__ __forceinline__ bool give(const bf16_t* W, int n_rows) {
-        constexpr int UPP = UnitsPerPage<K, R>::value;
+    // Issue this block's share of W, shaped M; false once the compute warps have finished.
+    template <class M>
+    __device__ __forceinline__ bool give(const bf16_t* W) {
+        constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = M::UNITS_PER_PAGE;
         const Stage st = block_share<R>(n_rows, next);
         const unsigned slots = ring.slots, in_flight = pages_in_flight();
         for (int u = 0; u < st.units; u += UPP, ++next) {
