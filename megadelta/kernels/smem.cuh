@@ -39,7 +39,7 @@ struct Smem {
 };
 
 // Smem sits at the start of the block's dynamic shared memory, the ring's slots after it.
-constexpr unsigned STAGING_OFFSET = (sizeof(Smem) + 15) / 16 * 16;
+constexpr unsigned RING_OFFSET = (sizeof(Smem) + 15) / 16 * 16;
 __device__ __forceinline__ Smem& block_smem() { return *reinterpret_cast<Smem*>(BLOCK_SHARED_BASE); }
-__device__ __forceinline__ unsigned char* ring_area() { return BLOCK_SHARED_BASE + STAGING_OFFSET; }
-__device__ __forceinline__ unsigned ring_bytes(const Params& p) { return p.shared_bytes - STAGING_OFFSET; }
+__device__ __forceinline__ unsigned char* ring_area() { return BLOCK_SHARED_BASE + RING_OFFSET; }
+__device__ __forceinline__ unsigned ring_bytes(const Params& p) { return p.shared_bytes - RING_OFFSET; }

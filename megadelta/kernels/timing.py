@@ -24,7 +24,12 @@ from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
-from .codegen import STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, STAGE_POINTS
+from .codegen import (
+    STAGE_CLOCK_SLOTS,
+    STAGE_CLOCK_WORDS,
+    STAGE_POINT_SLOTS,
+    STAGE_POINTS,
+)
 
 # The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
 LAYER_STAGES = {
@@ -77,11 +82,12 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     list(backend.decode_greedy(1, state, 2, set()))   # warm-up
     state.position = depth
     torch.cuda.synchronize()
-    backend.barrier[2:].zero_()
+    clock_words = backend.barrier[2:2 + STAGE_CLOCK_WORDS]   # after the counter and the report address
+    clock_words.zero_()
     first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
-    clock = backend.barrier[2:].cpu()
+    clock = clock_words.cpu()
     pairs = clock[:2 * STAGE_CLOCK_SLOTS].view(STAGE_CLOCK_SLOTS, 2)
     points = clock[2 * STAGE_CLOCK_SLOTS:].view(STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, 3)
     slot = [(first + i) % STAGE_CLOCK_SLOTS for i in range(-1, len(names))]
