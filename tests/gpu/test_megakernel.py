@@ -131,8 +131,7 @@ def test_greedy_tokens_identical_on_confident_weights(confident):
     greedy_matches_reference(confident, STEPS)
 
 
-def test_greedy_stops_at_stop_token(confident):
-    p = confident
+def greedy_stops_at_stop_token(p: Pair) -> None:
     ks = p.kernel.new_state(100)
     first = int(p.kernel.prefill(p.prompt(10), ks).argmax())
     tokens = list(p.kernel.decode_greedy(first, ks, 30, set()))
@@ -143,6 +142,10 @@ def test_greedy_stops_at_stop_token(confident):
     stopped = list(p.kernel.decode_greedy(first, ks2, 30, {stop}))
     assert stopped == tokens[:cut + 1]
     assert ks2.position == 10 + cut + 1
+
+
+def test_greedy_stops_at_stop_token(confident):
+    greedy_stops_at_stop_token(confident)
 
 
 @pytest.mark.parametrize("config", [shortened(QWEN35_2B, 8), shortened(QWEN35_GROUPED_VALUE, 8)],
@@ -160,12 +163,7 @@ def test_pre_hopper_code_path_matches_reference():
     p = Pair(QWEN35_0_8B, confident=True, arch="compute_80")
     compare_decode(p, 100, 32)
     greedy_matches_reference(p, 64)
-    ks = p.kernel.new_state(100)
-    first = int(p.kernel.prefill(p.prompt(10), ks).argmax())
-    tokens = list(p.kernel.decode_greedy(first, ks, 30, set()))
-    ks.reset()
-    p.kernel.prefill(p.prompt(10), ks)
-    assert list(p.kernel.decode_greedy(first, ks, 30, {tokens[5]})) == tokens[:tokens.index(tokens[5]) + 1]
+    greedy_stops_at_stop_token(p)
 
 
 def launched_kernels(prof) -> list[str]:
