@@ -151,6 +151,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
     RowInputs<Rows::N> batch = first;
+    PageCursor<M> pages(st);
     int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
     for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
@@ -158,7 +159,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
         const int row0 = (st.unit0 + j) * R;
         float sums[R];
         const bf16_t* unit;
-        const unsigned slot = acquire_unit<M>(ring, st, j, unit);
+        const unsigned slot = pages.acquire(ring, j, unit);
         unit_sums<K, R>(unit, n_rows - row0, x, sums);
         release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};

@@ -58,10 +58,11 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
                                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     const int h0 = st.unit0 * DOWN_ROWS;
+    PageCursor<DownT> pages(st);
 #pragma unroll 1
     for (int j = 0; j < st.units; j += UPP) {
         const bf16_t* rows;
-        const unsigned slot = acquire_unit<DownT>(s.ring, st, j, rows);
+        const unsigned slot = pages.acquire(s.ring, j, rows);
         const int n_units = min(UPP, st.units - j);
         const int n_rows = min(n_units * DOWN_ROWS, INTERMEDIATE - h0 - j * DOWN_ROWS);
 #pragma unroll

@@ -2,7 +2,7 @@
 // producer warp and emptied by its compute warps.
 //
 // Every weight matrix a step reads is cut into units of R rows, and each block
-// owns a contiguous run of units of each matrix (block_share), cut into pages
+// owns a contiguous run of units of each matrix (block_units), cut into pages
 // of up to PAGE_BYTES (whole units, contiguous in global memory: one bulk copy
 // a page).
 // The order in which a block reads its pages over a whole launch is fixed
@@ -88,11 +88,29 @@ constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInPr
 static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
 
+// Where page q of the block's sequence sits: slot q % slots, and how often the
+// ring has wrapped before it (its lap; the parity of its slot's phases). The
+// hot loops move it along instead of dividing by the ring's run-time slot count
+// per page (a division is a ~20-instruction dependent chain, and one thread
+// issues every page of the block).
+struct RingPos {
+    unsigned slot, lap;
+    __device__ __forceinline__ void advance(unsigned pages, unsigned slots) {
+        slot += pages;
+        while (slot >= slots) {   // once at most while pages < slots
+            slot -= slots;
+            ++lap;
+        }
+    }
+};
+__device__ __forceinline__ RingPos ring_pos(unsigned page, unsigned slots) { return {page % slots, page / slots}; }
+
 // One block's share of a matrix and where its pages sit in the block's sequence.
 struct Stage {
     int unit0;          // first unit of this block
     int units;          // units of this block
     unsigned page0;     // the block's sequence number of the page holding unit0
+    RingPos pos0;       // and its place in the ring
 };
 
 struct Ring {
@@ -120,37 +138,49 @@ __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
     __syncthreads();
 }
 
+// The units [u0, u1) of a matrix of n_rows rows in units of R that this block owns.
 template <int R>
-__device__ __forceinline__ Stage block_share(int n_rows, unsigned page0) {
+__device__ __forceinline__ void block_units(int n_rows, int& u0, int& u1) {
     const int n_units = (n_rows + R - 1) / R;
-    const int u0 = (int)((long long)n_units * blockIdx.x / gridDim.x);
-    const int u1 = (int)((long long)n_units * (blockIdx.x + 1) / gridDim.x);
-    return {u0, u1 - u0, page0};
+    u0 = (int)((long long)n_units * blockIdx.x / gridDim.x);
+    u1 = (int)((long long)n_units * (blockIdx.x + 1) / gridDim.x);
 }
 
 // A thread's place in the block's page sequence: the compute threads take each
-// matrix's share in the producer's order.
+// matrix's share in the producer's order (one division a stage, for its ring position).
 struct WeightStream {
     unsigned next = 0;
     template <class M>
-    __device__ __forceinline__ Stage take() {
-        const Stage st = block_share<M::R>(M::ROWS, next);
+    __device__ __forceinline__ Stage take(const Ring& ring) {
+        int u0, u1;
+        block_units<M::R>(M::ROWS, u0, u1);
+        const Stage st{u0, u1 - u0, next, ring_pos(next, ring.slots)};
         next += (st.units + M::UNITS_PER_PAGE - 1) / M::UNITS_PER_PAGE;
         return st;
     }
 };
 
-// Compute side: wait until the page holding unit j of share `st` of M has
-// landed; the slot, and the unit's weights in `unit`.
+// Compute side: a warp's walk over the pages of one share, in order.
 template <class M>
-__device__ __forceinline__ unsigned acquire_unit(Ring& ring, const Stage& st, int j, const bf16_t*& unit) {
-    constexpr int UPP = M::UNITS_PER_PAGE;
-    const unsigned q = st.page0 + j / UPP, slot = q % ring.slots;
-    wait_shared_equal(&ring.page[slot], q);
-    mbarrier_wait(&ring.full[slot], (q / ring.slots) & 1u);
-    unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)slot * PAGE_BYTES) + (size_t)(j % UPP) * M::R * M::K;
-    return slot;
-}
+struct PageCursor {
+    unsigned page0;      // the share's first page
+    unsigned page = 0;   // pages past it
+    RingPos pos;
+    __device__ __forceinline__ explicit PageCursor(const Stage& st) : page0(st.page0), pos(st.pos0) {}
+
+    // Wait until the page holding unit j of the share (j no lower than at the
+    // last call) has landed; the slot, and the unit's weights in `unit`.
+    __device__ __forceinline__ unsigned acquire(Ring& ring, int j, const bf16_t*& unit) {
+        constexpr int UPP = M::UNITS_PER_PAGE;
+        const unsigned to = j / UPP;
+        pos.advance(to - page, ring.slots);
+        page = to;
+        wait_shared_equal(&ring.page[pos.slot], page0 + page);
+        mbarrier_wait(&ring.full[pos.slot], pos.lap & 1u);
+        unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)pos.slot * PAGE_BYTES) + (size_t)(j % UPP) * M::R * M::K;
+        return pos.slot;
+    }
+};
 
 // Compute side, once the warp's lanes have read its unit: `count` of the slot's releases.
 __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned count) {
@@ -161,7 +191,9 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 // ---- the producer warp ----------------------------------------------------------
 struct Producer {
     Ring& ring;
-    unsigned next = 0;   // pages issued so far
+    unsigned next = 0;          // pages issued so far
+    RingPos at{0u, 0u};         // where page `next` goes
+    RingPos oldest{0u, 0u};     // the oldest page whose copy may still be in flight
 
     // Copies outstanding at most: fewer than the ring's slots, so that the page
     // waited for is the latest its slot has held.
@@ -174,22 +206,26 @@ struct Producer {
         return true;
     }
 
+    // Wait until the oldest copy in flight has landed.
+    __device__ __forceinline__ void retire_oldest() {
+        mbarrier_wait(&ring.full[oldest.slot], oldest.lap & 1u);
+        oldest.advance(1, ring.slots);
+    }
+
     // Issue this block's share of W, shaped M; false once the compute warps have finished.
     template <class M>
     __device__ __forceinline__ bool give(const bf16_t* W) {
         constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = M::UNITS_PER_PAGE;
-        const Stage st = block_share<R>(n_rows, next);
-        const unsigned slots = ring.slots, in_flight = pages_in_flight();
-        for (int u = 0; u < st.units; u += UPP, ++next) {
-            const unsigned slot = next % slots;
-            if (next >= slots && !wait_or_stop(&ring.empty[slot], (next / slots - 1) & 1u)) return false;
-            if (next >= in_flight) {   // the copy in_flight pages back has landed
-                const unsigned old = next - in_flight;
-                mbarrier_wait(&ring.full[old % slots], (old / slots) & 1u);
-            }
+        int u0, u1;
+        block_units<R>(n_rows, u0, u1);
+        const unsigned in_flight = pages_in_flight();
+        for (int u = u0; u < u1; u += UPP, ++next, at.advance(1, ring.slots)) {
+            const unsigned slot = at.slot;
+            if (at.lap > 0 && !wait_or_stop(&ring.empty[slot], (at.lap - 1) & 1u)) return false;
+            if (next >= in_flight) retire_oldest();
             // The units a page does not hold are released now; the matrix's last
             // unit may be short: copy only rows that exist.
-            const int units = min(UPP, st.units - u), row0 = (st.unit0 + u) * R;
+            const int units = min(UPP, u1 - u), row0 = u * R;
             const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
             unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
@@ -210,8 +246,6 @@ struct Producer {
 
     // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        const unsigned slots = ring.slots, in_flight = pages_in_flight();
-        for (unsigned q = next > in_flight ? next - in_flight : 0u; q < next; ++q)
-            mbarrier_wait(&ring.full[q % slots], (q / slots) & 1u);
+        for (unsigned q = next > pages_in_flight() ? next - pages_in_flight() : 0u; q < next; ++q) retire_oldest();
     }
 };
