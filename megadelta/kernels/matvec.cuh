@@ -2,7 +2,7 @@
 // of floats in shared memory.
 //
 // Each block owns a contiguous run of units of R rows (staging.cuh) and reads
-// them from the weight ring in order; its warps take runs of units round robin.
+// them from the weight ring in order; its warps take the units round robin.
 // Lane l reads the 16-byte chunks l, l+32, ... of each row, so a warp reads 512
 // contiguous bytes per chunk step. The R row sums are reduced with shuffles
 // (every lane gets them) and handed to `epi(row0, sums, in)`, which must ignore
@@ -70,20 +70,6 @@ struct NoRowInputs {
     __device__ __forceinline__ void load(int, float (&)[1]) const {}
 };
 
-// A warp takes runs of TAKE units of a share, round robin (runs w, w + WARPS,
-// ...): with the register hand-off a run is a whole page, so one wait and one
-// release serve all its units (v20 in docs/perf-notes.md); without it the
-// kernel has no registers to spare for that (it spills), and a run is a unit.
-template <class M>
-constexpr int UNITS_PER_TAKE = REGISTER_HANDOFF ? M::UNITS_PER_PAGE : 1;
-
-// The warp's k-th unit of a share.
-template <class M>
-__device__ __forceinline__ int warp_unit(int k) {
-    constexpr int TAKE = UNITS_PER_TAKE<M>;
-    return (warp_id() + k / TAKE * WARPS) * TAKE + k % TAKE;
-}
-
 // The inputs of the warp's units [batch * 32/R, (batch + 1) * 32/R) of share st of M.
 template <class M, class Rows>
 __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, const Rows& rows, int batch) {
@@ -91,7 +77,7 @@ __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, 
     static_assert(32 % R == 0, "a batch holds whole units");
     RowInputs<Rows::N> in{};
     if constexpr (Rows::N > 0) {
-        const int j = warp_unit<M>(batch * (32 / R) + lane_id() / R);
+        const int j = warp_id() + (batch * (32 / R) + lane_id() / R) * WARPS;
         const int row = (st.unit0 + j) * R + lane_id() % R;
         if (j < st.units && row < n_rows) rows.load(row, in.v);
     }
@@ -160,25 +146,22 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
 template <class M, class Rows, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, const Rows& rows,
                                        RowInputs<Rows::N> first, Epilogue epi) {
-    constexpr int K = M::K, R = M::R, n_rows = M::ROWS, TAKE = UNITS_PER_TAKE<M>;
+    constexpr int K = M::K, R = M::R, n_rows = M::ROWS;
     static_assert(K % 256 == 0, "K must be a multiple of 256");
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
     RowInputs<Rows::N> batch = first;
     PageCursor<M> pages(st);
-    unsigned slot = 0;
-    const bf16_t* run = nullptr;   // the warp's current run of units (one page holds it)
+    int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
-    for (int k = 0;; ++k) {   // the warp's k-th unit
-        const int j = warp_unit<M>(k), u = k % TAKE;
-        if (j >= st.units) break;
+    for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
         if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<M>(st, rows, k / BATCH);
-        if (u == 0) slot = pages.acquire(ring, j, run);
         const int row0 = (st.unit0 + j) * R;
         float sums[R];
-        unit_sums<K, R>(run + (size_t)u * R * K, n_rows - row0, x, sums);
-        // The run's last unit: every lane's loads of the run are done.
-        if (u == TAKE - 1 || j == st.units - 1) release_slot(ring, slot, (u + 1) * WARPS);
+        const bf16_t* unit;
+        const unsigned slot = pages.acquire(ring, j, unit);
+        unit_sums<K, R>(unit, n_rows - row0, x, sums);
+        release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};
 #pragma unroll
         for (int i = 0; i < Rows::N; ++i)
