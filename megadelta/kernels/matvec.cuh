@@ -151,7 +151,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
     RowInputs<Rows::N> batch = first;
-    PageCursor<M> pages(st);
+    PageCursor<M> pages(st, ring);
     int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
     for (int j = warp_id(); j < st.units; j += WARPS, ++k) {

@@ -52,7 +52,7 @@ __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
 __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<DeltaNetInProj>(s.ring);
+    const Stage w_in = ws.take<DeltaNetInProj>();
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<DeltaNetInProj>(w_in, conv_rows(p, L, slot), 0);
     load_layer_input(p, L, layer, token, s);
     stage_state_tile(p, slot, s);
@@ -60,7 +60,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     grid_barrier(p.barrier);
     deltanet_recurrence(p, L, slot, s);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<DeltaNetOutProj>(s.ring);
+    const Stage w_out = ws.take<DeltaNetOutProj>();
     deltanet_gated_norm(p, L, s);
     project_and_add_residual<DeltaNetOutProj>(residual_stream(p, layer), w_out, s);
 }
@@ -68,7 +68,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
                                                 int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
-    const Stage w_in = ws.take<AttentionInProj>(s.ring);
+    const Stage w_in = ws.take<AttentionInProj>();
     load_layer_input(p, L, layer, token, s);
     attention_project(p, w_in, s);
     grid_barrier(p.barrier);
@@ -76,7 +76,7 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     grid_barrier(p.barrier);
     attention_combine(p, pos);
     grid_barrier(p.barrier);
-    const Stage w_out = ws.take<AttentionOutProj>(s.ring);
+    const Stage w_out = ws.take<AttentionOutProj>();
     load_vector<Q_SIZE>(p.mixer_out, s.vec);
     project_and_add_residual<AttentionOutProj>(residual_stream(p, layer), w_out, s);
 }
@@ -86,8 +86,8 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
 __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
                                           Smem& s) {
     grid_barrier(p.barrier);
-    const Stage w_gate_up = ws.take<GateUp>(s.ring);
-    const Stage w_down_t = ws.take<DownT>(s.ring);
+    const Stage w_gate_up = ws.take<GateUp>();
+    const Stage w_down_t = ws.take<DownT>();
     load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(L, w_gate_up, s);
     mlp_down(p, layer, w_down_t, s);
@@ -113,7 +113,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
                 deltanet_layer(p, L, layer, token, ws, s);
             mlp_block(p, L, layer, ws, s);
         }
-        const Stage lm_head = ws.take<OutputProjection>(s.ring);
+        const Stage lm_head = ws.take<OutputProjection>();
         load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

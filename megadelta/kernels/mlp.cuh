@@ -58,7 +58,7 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
                                                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
     const int h0 = st.unit0 * DOWN_ROWS;
-    PageCursor<DownT> pages(st);
+    PageCursor<DownT> pages(st, s.ring);
 #pragma unroll 1
     for (int j = 0; j < st.units; j += UPP) {
         const bf16_t* rows;

@@ -110,7 +110,6 @@ struct Stage {
     int unit0;          // first unit of this block
     int units;          // units of this block
     unsigned page0;     // the block's sequence number of the page holding unit0
-    RingPos pos0;       // and its place in the ring
 };
 
 struct Ring {
@@ -147,26 +146,28 @@ __device__ __forceinline__ void block_units(int n_rows, int& u0, int& u1) {
 }
 
 // A thread's place in the block's page sequence: the compute threads take each
-// matrix's share in the producer's order (one division a stage, for its ring position).
+// matrix's share in the producer's order.
 struct WeightStream {
     unsigned next = 0;
     template <class M>
-    __device__ __forceinline__ Stage take(const Ring& ring) {
+    __device__ __forceinline__ Stage take() {
         int u0, u1;
         block_units<M::R>(M::ROWS, u0, u1);
-        const Stage st{u0, u1 - u0, next, ring_pos(next, ring.slots)};
+        const Stage st{u0, u1 - u0, next};
         next += (st.units + M::UNITS_PER_PAGE - 1) / M::UNITS_PER_PAGE;
         return st;
     }
 };
 
-// Compute side: a warp's walk over the pages of one share, in order.
+// Compute side: a warp's walk over the pages of one share, in order (one
+// division a share, for its first page's place in the ring).
 template <class M>
 struct PageCursor {
     unsigned page0;      // the share's first page
     unsigned page = 0;   // pages past it
     RingPos pos;
-    __device__ __forceinline__ explicit PageCursor(const Stage& st) : page0(st.page0), pos(st.pos0) {}
+    __device__ __forceinline__ PageCursor(const Stage& st, const Ring& ring)
+        : page0(st.page0), pos(ring_pos(st.page0, ring.slots)) {}
 
     // Wait until the page holding unit j of the share (j no lower than at the
     // last call) has landed; the slot, and the unit's weights in `unit`.
@@ -246,6 +247,6 @@ struct Producer {
 
     // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        for (unsigned q = next > pages_in_flight() ? next - pages_in_flight() : 0u; q < next; ++q) retire_oldest();
+        for (unsigned n = min(next, pages_in_flight()); n > 0; --n) retire_oldest();
     }
 };
