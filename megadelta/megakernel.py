@@ -25,7 +25,13 @@ import torch
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
-from .kernels.codegen import BLOCK_THREADS, DELTANET_COLUMN_TILE, STAGE_CLOCK_WORDS, check_supported
+from .kernels.codegen import (
+    BLOCK_THREADS,
+    DELTANET_COLUMN_TILE,
+    HANDOFF_TIMED_OUT,
+    STAGE_CLOCK_WORDS,
+    check_supported,
+)
 from .prefill import FastPrefill
 from .prefill.weights import fuse_weights
 from .state import ContextLengthError, SequenceState
@@ -42,10 +48,11 @@ class Params(ctypes.Structure):
     """struct Params of params.cuh, field for field."""
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
-        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "proj",
+        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "x_mid", "proj",
         "mixer_out", "attn_partial", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
-        "n_stop", "max_seq", "first_token", "position", "n_steps", "shared_bytes")]
+        "n_stop", "max_seq", "first_token", "position", "n_steps")] + [
+        ("epoch", ctypes.c_uint32), ("shared_bytes", ctypes.c_int32)]
 
 
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
@@ -96,39 +103,51 @@ class KernelBuffers:
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, grid: int):
         c, f32 = config, torch.float32
+        self.config = config
         self.globals, self.layers = pack_weights(config, weights, device)
         self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
                                         dtype=torch.int64).to(device)
         proj_rows = max(c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, 2 * c.q_size + 2 * c.kv_size)
         check_mlp_slice(c, grid)
         vec_max = max(c.hidden_size, c.value_dim, c.q_size)
+        # Tagged words (kernels/common.cuh) start with tag 0, which no layer has.
+        def tagged(n: int) -> torch.Tensor:
+            return torch.zeros(n, dtype=torch.int64, device=device)
+
         self.scratch = {
-            "x": torch.empty(2, c.hidden_size, dtype=f32, device=device),   # two residual buffers
-            "proj": torch.empty(proj_rows, dtype=f32, device=device),
-            "mixer_out": torch.empty(vec_max, dtype=f32, device=device),
-            "attn_partial": torch.empty(grid * c.queries_per_kv_head * (c.head_dim + 2), dtype=f32, device=device),
+            "x": torch.empty(3, c.hidden_size, dtype=f32, device=device),   # three residual buffers
+            "x_mid": tagged(c.hidden_size),
+            "proj": tagged(proj_rows),
+            "mixer_out": tagged(vec_max),
+            "attn_partial": tagged(grid * c.queries_per_kv_head * (c.head_dim + 2)),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
         }
+        self.epoch = 1
         self.logits = torch.empty(c.vocab_size, dtype=f32, device=device)
         self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
 
     def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
                tokens_out: int, logits: bool, shared_bytes: int) -> Params:
-        """The kernel argument; ``barrier``, ``progress`` and ``tokens_out`` are device addresses."""
+        """The kernel argument for one launch; ``barrier``, ``progress`` and
+        ``tokens_out`` are device addresses. Each call takes fresh layer tags."""
         s = self.scratch
+        layers = n_steps * self.config.num_hidden_layers
+        if self.epoch + layers >= 1 << 32:   # 32-bit tags: start again, far from any recent one
+            self.epoch = 1
+        epoch, self.epoch = self.epoch, self.epoch + layers
         return Params(
             layers=_ptr(self.layer_table), embed=_ptr(self.globals["embed"]),
             final_norm=_ptr(self.globals["final_norm"]),
             conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
             k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
-            x=_ptr(s["x"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
+            x=_ptr(s["x"]), x_mid=_ptr(s["x_mid"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
             attn_partial=_ptr(s["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
             argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
             tokens_out=tokens_out, progress=progress,
             stop_ids=_ptr(self.stop_ids) if self.stop_ids.numel() else 0,
             n_stop=self.stop_ids.numel(), max_seq=state.max_seq_len, first_token=token_id,
-            position=state.position, n_steps=n_steps, shared_bytes=shared_bytes)
+            position=state.position, n_steps=n_steps, epoch=epoch, shared_bytes=shared_bytes)
 
 
 def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, kind: str):
@@ -253,11 +272,14 @@ class MegakernelBackend:
 
     @contextmanager
     def _explain_failure(self):
-        """Turn the kernel's grid-barrier timeout report into a readable error."""
+        """Turn the kernel's timeout reports (a grid barrier, a tagged hand-off) into a readable error."""
         try:
             yield
         except (RuntimeError, driver.CudaError) as e:
             report = self.progress.values[0]
+            if report == HANDOFF_TIMED_OUT:
+                raise RuntimeError("the megakernel timed out waiting for a stage's tagged outputs; "
+                                   "the CUDA context is unusable") from e
             if report < 0:
                 raise RuntimeError(f"the megakernel's grid barrier timed out with {-1 - report} of "
                                    f"{self.grid} blocks arrived; the CUDA context is unusable") from e

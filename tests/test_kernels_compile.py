@@ -142,7 +142,7 @@ def test_host_mirrors_the_kernel_argument():
     assert [n for _, n in c_params] == [n for n, _ in Params._fields_]
     for (c_type, name), (_, py_type) in zip(c_params, Params._fields_):
         assert (py_type is ctypes.c_uint64) == c_type.endswith("*"), name
-        assert c_type.endswith("*") or c_type == "int", name
+        assert c_type.endswith("*") or (c_type, py_type) in (("int", ctypes.c_int32), ("unsigned", ctypes.c_uint32)), name
     assert [n for _, n in c_struct_fields(header, "LayerWeights")] == list(LAYER_FIELDS)
     assert all(t.endswith("*") for t, _ in c_struct_fields(header, "LayerWeights"))
 

@@ -1,4 +1,5 @@
-// Gated full-attention layer: four stages separated by grid barriers.
+// Gated full-attention layer: four stages, each handing its outputs to the
+// next as tagged words (common.cuh), no grid barrier between them.
 //   project:  [(q, gate) per head | k | v] = W_in . rmsnorm(x)
 //   partials: flash-decoding: the cached positions of each kv head are cut into
 //             as many chunks as there are blocks per kv head; each block runs an
@@ -20,12 +21,12 @@ constexpr int DIMS_PER_LANE = HEAD_DIM / 32;           // 8 per 16-byte load
 constexpr int LOADS_PER_LANE = HEAD_DIM / 256;
 constexpr int PARTIAL_STRIDE = HEAD_DIM + 2;           // (max, sum, numerator[HEAD_DIM])
 
-__device__ __forceinline__ void attention_project(const Params& p, const Stage& st, Smem& s) {
+__device__ __forceinline__ void attention_project(const Params& p, unsigned tag, const Stage& st, Smem& s) {
     using M = AttentionInProj;
     matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<M::R>(sums);
-        if (lane_id() < M::R && row < M::ROWS) p.proj[row] = y;
+        if (lane_id() < M::R && row < M::ROWS) publish(p.proj + row, y, tag);
     });
 }
 
@@ -44,18 +45,17 @@ __device__ __forceinline__ Split attention_split(int n_pos) {
 }
 
 // A warp's zero-centred RMSNorm (scale = 1 + w) and rotate-half RoPE of one head
-// vector `raw` (global) -> `out` (shared, float), times `post_scale`.
-__device__ __forceinline__ void norm_rope_warp(const float* raw, const float* scale, int pos,
+// vector `raw` (tagged, global) -> `out` (shared, float), times `post_scale`.
+__device__ __forceinline__ void norm_rope_warp(const TaggedVector& raw, const float* scale, int pos,
                                                float post_scale, float* out) {
     constexpr int PER_LANE = HEAD_DIM / 32;
     const int lane = lane_id();
     float v[PER_LANE], w[PER_LANE], ss = 0.0f;
 #pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) {   // all loads first: one round trip
-        v[e] = load_shared_f32(raw + lane + 32 * e);
-        w[e] = __ldg(scale + lane + 32 * e);
-        ss += v[e] * v[e];
-    }
+    for (int e = 0; e < PER_LANE; ++e) w[e] = __ldg(scale + lane + 32 * e);
+    await_lanes<HEAD_DIM>(raw, v);
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) ss += v[e] * v[e];
     const float inv = rsqrtf(warp_sum(ss) / HEAD_DIM + RMS_EPS);
 #pragma unroll
     for (int e = 0; e < PER_LANE; ++e) out[lane + 32 * e] = v[e] * inv * w[e];
@@ -76,7 +76,7 @@ __device__ __forceinline__ void norm_rope_warp(const float* raw, const float* sc
 }
 
 __device__ __forceinline__ void attention_partials(const Params& p, const LayerWeights& L, int slot,
-                                                   int pos, Smem& s) {
+                                                   int pos, unsigned tag, Smem& s) {
     const int lane = lane_id(), warp = warp_id();
     const int n_pos = pos + 1;
     const Split split = attention_split(n_pos);
@@ -87,16 +87,20 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         // This position's queries, key and value for the kv head.
         if (warp < QUERIES_PER_KV) {
             const int hq = kvh * QUERIES_PER_KV + warp;
-            norm_rope_warp(p.proj + hq * 2 * HEAD_DIM, L.q_norm, pos, rsqrtf((float)HEAD_DIM), s.att_q[warp]);
+            norm_rope_warp({p.proj + hq * 2 * HEAD_DIM, tag, p.barrier}, L.q_norm, pos, rsqrtf((float)HEAD_DIM),
+                           s.att_q[warp]);
         } else if (warp == QUERIES_PER_KV) {
             float* k = &s.att_acc[0][0];   // staging; att_acc is cleared below
-            norm_rope_warp(p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, L.k_norm, pos, 1.0f, k);
+            norm_rope_warp({p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag, p.barrier}, L.k_norm, pos, 1.0f, k);
             __syncwarp();
             for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
         } else if (warp == QUERIES_PER_KV + 1) {
-            for (int d = lane; d < HEAD_DIM; d += 32)
-                s.att_v[d] = float_to_bf16(load_shared_f32(p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM + d));
+            float v[HEAD_DIM / 32];
+            await_lanes<HEAD_DIM>({p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM, tag, p.barrier}, v);
+#pragma unroll
+            for (int e = 0; e < HEAD_DIM / 32; ++e) s.att_v[lane + 32 * e] = float_to_bf16(v[e]);
         }
+        stage_point(POINT_AWAITED);
         block_sync();
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
 
@@ -168,7 +172,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
                 s.att_sum[warp][h] = l[h];
             }
         block_sync();
-        float* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
+        u64* record = p.attn_partial + (size_t)item * QUERIES_PER_KV * PARTIAL_STRIDE;
         if (thread_id() < QUERIES_PER_KV) {
             const int h = thread_id();
             float block_max = NEG_INF, block_sum = 0.0f;
@@ -176,8 +180,8 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             for (int w = 0; w < WARPS; ++w)
                 if (s.att_max[w][h] != NEG_INF) block_sum += s.att_sum[w][h] * expf(s.att_max[w][h] - block_max);
             s.att_block_max[h] = block_max;
-            record[h * PARTIAL_STRIDE] = block_max;
-            record[h * PARTIAL_STRIDE + 1] = block_sum;
+            publish(record + h * PARTIAL_STRIDE, block_max, tag);
+            publish(record + h * PARTIAL_STRIDE + 1, block_sum, tag);
         }
         block_sync();
         // One warp at a time, no atomics: float atomics on shared memory are
@@ -197,33 +201,39 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
             block_sync();
         }
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
-            record[(i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM] = (&s.att_acc[0][0])[i];
+            publish(record + (i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM, (&s.att_acc[0][0])[i], tag);
         block_sync();
     }
 }
 
 // A warp per output element (query head, dim); lanes split the chunks.
-__device__ __forceinline__ void attention_combine(const Params& p, int pos) {
+__device__ __forceinline__ void attention_combine(const Params& p, int pos, unsigned tag) {
     const int lane = lane_id();
     const Split split = attention_split(pos + 1);
     for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;
-        const float* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
-        const float gate = load_shared_f32(p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d);   // in flight meanwhile
-        float mx = NEG_INF;
-        for (int c = lane; c < split.chunks; c += 32)
-            mx = fmaxf(mx, load_shared_f32(base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE));
-        mx = warp_max(mx);
-        float num = 0.0f, den = 0.0f;
+        const u64* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
+        const u64* gate_at = p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d;
+        u64 gate[1] = {load_tagged(gate_at)};   // in flight meanwhile
+        float num = 0.0f, den = 0.0f, mx = NEG_INF;
+        // A lane's chunks' (max, sum, numerator) at once: one round trip a 32 chunks.
         for (int c = lane; c < split.chunks; c += 32) {
-            const float* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
-            const float w = expf(load_shared_f32(rec) - mx);
-            den = fmaf(load_shared_f32(rec + 1), w, den);
-            num = fmaf(load_shared_f32(rec + 2 + d), w, num);
+            const u64* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
+            const u64* at[3] = {rec, rec + 1, rec + 2 + d};
+            u64 w[3] = {load_tagged(at[0]), load_tagged(at[1]), load_tagged(at[2])};
+            await_tagged(w, tag, p.barrier, [&](int i) { return at[i]; });
+            // Merged online: rescale what this lane has when a larger maximum comes.
+            const float m = tagged_value(w[0]), m_new = fmaxf(mx, m);
+            const float keep = mx == NEG_INF ? 0.0f : expf(mx - m_new), weight = expf(m - m_new);
+            den = den * keep + tagged_value(w[1]) * weight;
+            num = num * keep + tagged_value(w[2]) * weight;
+            mx = m_new;
         }
-        num = warp_sum(num);
-        den = warp_sum(den);
-        if (lane == 0) p.mixer_out[o] = num / den * sigmoid(gate);
+        const float m_all = warp_max(mx), scale = mx == NEG_INF ? 0.0f : expf(mx - m_all);
+        num = warp_sum(num * scale);
+        den = warp_sum(den * scale);
+        await_tagged(gate, tag, p.barrier, [=](int) { return gate_at; });
+        if (lane == 0) publish(p.mixer_out + o, num / den * sigmoid(tagged_value(gate[0])), tag);
     }
 }

@@ -25,8 +25,11 @@ BLOCK_THREADS = THREADS + 32 * PRODUCER_WARPS
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
-STAGE_POINTS = ("done", "loaded", "normed", "product")
+STAGE_POINTS = ("done", "loaded", "normed", "product", "awaited")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
+# What a block reports (in place of the progress count) when a tagged hand-off
+# times out (common.cuh: HANDOFF_TIMED_OUT).
+HANDOFF_TIMED_OUT = -0x40000000
 
 
 class UnsupportedShapeError(ValueError):

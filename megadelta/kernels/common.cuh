@@ -193,6 +193,60 @@ __device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v)
     } while (seen != v);
 }
 
+// ---- tagged hand-offs between stages ---------------------------------------
+// What a stage writes for other blocks to read in the same layer (the input
+// projections, the mixer's output, the attention partials, x after the mixer)
+// travels as 8-byte words: the float's bits and the tag of the layer that wrote
+// it (Params::epoch plus the layer's index in the launch). A naturally aligned
+// 8-byte store is single-copy atomic, so a reader that sees its tag sees the
+// value with it: the writer needs no fence and the stages no grid barrier
+// between them (the hand-off of NCCL's LL protocol). A reader spins on the
+// words it needs and nothing else, so it starts as soon as they have landed,
+// not when the slowest block of the grid is done. Only the MLP's split-K sums,
+// which are atomic adds, still end at a grid barrier (docs/megakernel.md).
+__device__ __forceinline__ void publish(u64* p, float v, unsigned tag) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" :: "l"(p), "l"(((u64)tag << 32) | __float_as_uint(v))
+                 : "memory");
+}
+__device__ __forceinline__ u64 load_tagged(const u64* p) {
+    u64 w;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(w) : "l"(p) : "memory");
+    return w;
+}
+// Two adjacent words (16-byte aligned) in one load; each is still read whole.
+__device__ __forceinline__ void load_tagged2(const u64* p, u64& a, u64& b) {
+    asm volatile("ld.relaxed.gpu.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
+}
+__device__ __forceinline__ bool has_tag(u64 w, unsigned tag) { return (unsigned)(w >> 32) == tag; }
+__device__ __forceinline__ float tagged_value(u64 w) { return __uint_as_float((unsigned)w); }
+
+// A wait this long (2^24 polls, each an L2 round trip) means the word will never
+// be written: report it (progress = HANDOFF_TIMED_OUT, read by megakernel.py)
+// and abort the launch rather than hang the GPU.
+#define HANDOFF_MAX_POLLS (1u << 24)
+#define HANDOFF_TIMED_OUT (-0x40000000)
+__device__ __noinline__ void handoff_timed_out(u64* counter) {
+    *(volatile int*)counter[1] = HANDOFF_TIMED_OUT;
+    __threadfence_system();
+    __trap();
+}
+
+// Until every word w[i] carries `tag`: those that do not are read again from
+// at(i). The first reads are the caller's, all in flight together.
+template <int N, class At>
+__device__ __forceinline__ void await_tagged(u64 (&w)[N], unsigned tag, u64* counter, At at) {
+    for (unsigned polls = 0;; ++polls) {
+        bool ready = true;
+#pragma unroll
+        for (int i = 0; i < N; ++i) ready &= has_tag(w[i], tag);
+        if (ready) return;
+        if (polls == HANDOFF_MAX_POLLS) handoff_timed_out(counter);
+#pragma unroll
+        for (int i = 0; i < N; ++i)
+            if (!has_tag(w[i], tag)) w[i] = load_tagged(at(i));
+    }
+}
+
 // ---- reductions into global memory ----------------------------------------
 // p[0..4) += v, atomically per float, no reply (p 16-byte aligned): one
 // vector reduction on Hopper, four scalar ones before it.
@@ -312,6 +366,7 @@ enum StagePoint {
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
     POINT_PRODUCT,  // warp 0 is through its part of a matrix product
+    POINT_AWAITED,  // a stage's tagged inputs have arrived (thread 0's, after its block's)
     STAGE_POINTS
 };
 

@@ -166,6 +166,30 @@ inline void wait_shared_equal(const unsigned* p, unsigned v) {
     std::atomic_ref<unsigned> a(*const_cast<unsigned*>(p));
     for (unsigned seen = a.load(); seen != v; seen = a.load()) a.wait(seen);
 }
+// Tagged words: one 8-byte atomic each (relaxed, as on the GPU); a waiter yields between polls.
+inline void publish(u64* p, float v, unsigned tag) {
+    std::atomic_ref<u64>(*p).store(((u64)tag << 32) | __float_as_uint(v), std::memory_order_relaxed);
+}
+inline u64 load_tagged(const u64* p) {
+    return std::atomic_ref<u64>(*const_cast<u64*>(p)).load(std::memory_order_relaxed);
+}
+inline void load_tagged2(const u64* p, u64& a, u64& b) {
+    a = load_tagged(p);
+    b = load_tagged(p + 1);
+}
+inline bool has_tag(u64 w, unsigned tag) { return (unsigned)(w >> 32) == tag; }
+inline float tagged_value(u64 w) { return __uint_as_float((unsigned)w); }
+template <int N, class At>
+inline void await_tagged(u64 (&w)[N], unsigned tag, u64*, At at) {
+    for (;;) {
+        bool ready = true;
+        for (int i = 0; i < N; ++i) ready &= has_tag(w[i], tag);
+        if (ready) return;
+        std::this_thread::yield();
+        for (int i = 0; i < N; ++i)
+            if (!has_tag(w[i], tag)) w[i] = load_tagged(at(i));
+    }
+}
 inline void red_add4(float* p, float4 v) {
     const float add[4] = {v.x, v.y, v.z, v.w};
     for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
@@ -204,7 +228,7 @@ inline float block_sum(float v, float* scratch) {
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
 // STAGE_CLOCK builds are GPU-only (they read the global timer).
-enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, STAGE_POINTS };
+enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_AWAITED, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
 inline void stage_clock_init(u64*) {}
 inline void grid_barrier(u64* counter) {

@@ -1,6 +1,8 @@
-// Gated DeltaNet layer: three stages separated by grid barriers.
+// Gated DeltaNet layer: three stages, each handing its outputs to the next as
+// tagged words (common.cuh), no grid barrier between them.
 //   project:    [qkv | z | b | a] = W_in . rmsnorm(x); causal conv + SiLU on q|k|v
-//   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns)
+//   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns);
+//               waits for its head's q, k, v, a and b only
 //   output:     gated RMSNorm w * norm(o) * silu(z), out_proj, residual add
 #pragma once
 #include "matvec.cuh"
@@ -33,7 +35,7 @@ __device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeight
 
 // Stage 1. s.vec holds the normed layer input; `st` is the block's share
 // of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
-__device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot,
+__device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot, unsigned tag,
                                                  const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
     using M = DeltaNetInProj;
     constexpr int R = M::R;
@@ -52,7 +54,7 @@ __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWei
             past[CONV_KERNEL - 2] = y;
             y = silu(acc);
         }
-        p.proj[row] = y;
+        publish(p.proj + row, y, tag);
     });
 }
 
@@ -71,16 +73,27 @@ __device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem
         copy_async16(&s.dn_tile[i / PIECES][(i % PIECES) * 4], S + (size_t)(i / PIECES) * DN_VALUE_DIM + (i % PIECES) * 4);
 }
 
+// Lane l's words l, l + 32, ... of a tagged vector of N words, once they carry their tag.
+template <int N>
+__device__ __forceinline__ void await_lanes(const TaggedVector& x, float (&v)[N / 32]) {
+    constexpr int PER_LANE = N / 32;
+    const u64* src = x.words + lane_id();
+    u64 w[PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) w[e] = load_tagged(src + 32 * e);
+    await_tagged(w, x.tag, x.report, [=](int e) { return src + 32 * e; });
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) v[e] = tagged_value(w[e]);
+}
+
 // L2-normalise one key-dim vector (a warp's job) into shared memory, times `scale`.
-__device__ __forceinline__ void l2_normalize_warp(const float* src, float* dst, float scale) {
+__device__ __forceinline__ void l2_normalize_warp(const TaggedVector& src, float* dst, float scale) {
     constexpr int PER_LANE = DN_KEY_DIM / 32;
     const int lane = lane_id();
     float v[PER_LANE], ss = 0.0f;
+    await_lanes<DN_KEY_DIM>(src, v);
 #pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) {
-        v[e] = load_shared_f32(src + lane + 32 * e);
-        ss += v[e] * v[e];
-    }
+    for (int e = 0; e < PER_LANE; ++e) ss += v[e] * v[e];
     const float inv = rsqrtf(warp_sum(ss) + L2_NORM_EPS) * scale;
 #pragma unroll
     for (int e = 0; e < PER_LANE; ++e) dst[lane + 32 * e] = v[e] * inv;
@@ -91,22 +104,25 @@ __device__ __forceinline__ void l2_normalize_warp(const float* src, float* dst, 
 //   o  = S'^T q = decay S^T q + delta (k . q)
 // so S is read once and written once. Lane = column, warps split the key rows.
 // The block's first item reads its tile from s.dn_tile (staged during stage 1).
-__device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot,
+__device__ __forceinline__ void deltanet_recurrence(const Params& p, const LayerWeights& L, int slot, unsigned tag,
                                                     Smem& s) {
     constexpr int ROWS = DN_KEY_DIM / WARPS;
     const int lane = lane_id(), warp = warp_id();
     async_wait_all();   // made visible to the block by the __syncthreads below
     for (int item = blockIdx.x; item < DN_ITEMS; item += gridDim.x) {
         const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
-        // This column's v and the head's b, a and decay parameters: loaded now,
-        // in flight while q and k are normalised.
-        const float* ab = p.proj + CONV_DIM + VALUE_DIM;
-        const float b = load_shared_f32(ab + h), a = load_shared_f32(ab + DN_VALUE_HEADS + h);
-        const float v = load_shared_f32(p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j);
+        // This column's v and the head's b and a (tagged, waited for after q and k)
+        // and decay parameters: loaded now, in flight while q and k are normalised.
+        const u64* ab = p.proj + CONV_DIM + VALUE_DIM;
+        const u64* at[3] = {ab + h, ab + DN_VALUE_HEADS + h, p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j};
+        u64 w[3] = {load_tagged(at[0]), load_tagged(at[1]), load_tagged(at[2])};
         const float a_log = __ldg(L.a_log + h), dt_bias = __ldg(L.dt_bias + h);
-        if (warp == 0) l2_normalize_warp(p.proj + kh * DN_KEY_DIM, s.dn_q, rsqrtf((float)DN_KEY_DIM));
-        if (warp == 1) l2_normalize_warp(p.proj + KEY_DIM + kh * DN_KEY_DIM, s.dn_k, 1.0f);
+        if (warp == 0) l2_normalize_warp({p.proj + kh * DN_KEY_DIM, tag, p.barrier}, s.dn_q, rsqrtf((float)DN_KEY_DIM));
+        if (warp == 1) l2_normalize_warp({p.proj + KEY_DIM + kh * DN_KEY_DIM, tag, p.barrier}, s.dn_k, 1.0f);
+        await_tagged(w, tag, p.barrier, [&](int i) { return at[i]; });
+        stage_point(POINT_AWAITED);
         block_sync();
+        const float b = tagged_value(w[0]), a = tagged_value(w[1]), v = tagged_value(w[2]);
         const float decay = expf(-expf(a_log) * softplus(a + dt_bias)), beta = sigmoid(b);
 
         float* S = deltanet_state_tile(p, slot, item) + lane;
@@ -138,23 +154,23 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
 #pragma unroll
         for (int r = 0; r < ROWS; ++r)
             S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
-        if (warp == 0) p.mixer_out[h * DN_VALUE_DIM + j] = fmaf(decay, stq, delta * kq);
+        if (warp == 0) publish(p.mixer_out + h * DN_VALUE_DIM + j, fmaf(decay, stq, delta * kq), tag);
         block_sync();   // s.dn_* are reused by the next item
     }
 }
 
-// out_proj and attention's o_proj end the same way: x = residual + W . s.vec,
-// x the layer's residual stream in global memory, the residual the copy this
-// block loaded at the start of the layer (s.residual): no global load waits
-// in this stage's epilogue.
+// out_proj and attention's o_proj end the same way: p.x_mid = residual + W . s.vec,
+// the residual the copy of the layer's input this block loaded at its start
+// (s.residual): no global load waits in this stage's epilogue.
 template <class M>
-__device__ __forceinline__ void project_and_add_residual(float* x, const Stage& st, Smem& s) {
+__device__ __forceinline__ void project_and_add_residual(const Params& p, unsigned tag, const Stage& st, Smem& s) {
     static_assert(M::ROWS == HIDDEN, "an output projection yields the residual stream's rows");
     const float* residual = s.residual;
+    u64* x_mid = p.x_mid;
     matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<M::R>(sums);
-        if (lane_id() < M::R && row < HIDDEN) x[row] = residual[row] + y;
+        if (lane_id() < M::R && row < HIDDEN) publish(x_mid + row, residual[row] + y, tag);
     });
 }
 
@@ -163,20 +179,30 @@ __device__ __forceinline__ void project_and_add_residual(float* x, const Stage& 
 // of two of them are loaded in one round trip rather than one a head (without
 // it, two heads' loads make the kernel spill).
 constexpr int GATED_NORM_HEADS = DN_VALUE_HEADS % (2 * WARPS) == 0 && REGISTER_HANDOFF ? 2 : 1;
-__device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, Smem& s) {
+__device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, unsigned tag, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32, GROUP = GATED_NORM_HEADS;
     const int lane = lane_id(), warp = warp_id();
     for (int h0 = warp; h0 < DN_VALUE_HEADS; h0 += GROUP * WARPS) {
+        // o and z of the group's heads (tagged) and the norm weight in one round trip
+        auto at = [=](int i) {   // i < GROUP * PER_LANE: o; then z
+            const int k = i % (GROUP * PER_LANE) / PER_LANE, e = i % PER_LANE;
+            const int col = (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e;
+            return i < GROUP * PER_LANE ? p.mixer_out + col : p.proj + CONV_DIM + col;
+        };
+        u64 oz[2 * GROUP * PER_LANE];
+#pragma unroll
+        for (int i = 0; i < 2 * GROUP * PER_LANE; ++i) oz[i] = load_tagged(at(i));
         float o[GROUP][PER_LANE], z[GROUP][PER_LANE], w[PER_LANE];
 #pragma unroll
-        for (int e = 0; e < PER_LANE; ++e) {   // o, z and the norm weight in one round trip
+        for (int e = 0; e < PER_LANE; ++e) w[e] = __ldg(L.out_norm + lane + 32 * e);
+        await_tagged(oz, tag, p.barrier, at);
 #pragma unroll
-            for (int k = 0; k < GROUP; ++k) {
-                o[k][e] = load_shared_f32(p.mixer_out + (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e);
-                z[k][e] = load_shared_f32(p.proj + CONV_DIM + (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e);
+        for (int k = 0; k < GROUP; ++k)
+#pragma unroll
+            for (int e = 0; e < PER_LANE; ++e) {
+                o[k][e] = tagged_value(oz[k * PER_LANE + e]);
+                z[k][e] = tagged_value(oz[GROUP * PER_LANE + k * PER_LANE + e]);
             }
-            w[e] = __ldg(L.out_norm + lane + 32 * e);
-        }
 #pragma unroll
         for (int k = 0; k < GROUP; ++k) {
             float ss = 0.0f;
@@ -189,4 +215,5 @@ __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const Layer
         }
     }
     block_sync();
+    stage_point(POINT_AWAITED);
 }

@@ -198,23 +198,60 @@ __device__ __forceinline__ float4 scale4(float4 v, float4 s, float k) {
     return make_float4(v.x * s.x * k, v.y * s.y * k, v.z * s.z * k, v.w * s.w * k);
 }
 
+// A vector of tagged words (common.cuh) that a stage waits for.
+struct TaggedVector {
+    const u64* words;
+    unsigned tag;
+    u64* report;   // Params::barrier: where a timed-out wait is reported
+};
+
+// This thread's float4s j = thread_id() + i * THREADS (those below N4) of a
+// vector, every load issued before any is used.
+template <int PER, class T>
+__device__ __forceinline__ void fetch_slices(const T* x, int n4, float4 (&v)[PER]) {
+#pragma unroll
+    for (int i = 0; i < PER; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < n4) v[i] = load4(x + 4 * j);
+    }
+}
+// ... of a tagged vector, once every word carries its tag.
+template <int PER>
+__device__ __forceinline__ void fetch_slices(const TaggedVector& x, int n4, float4 (&v)[PER]) {
+    u64 w[4 * PER];
+#pragma unroll
+    for (int i = 0; i < PER; ++i) {
+        const int j = thread_id() + i * THREADS;
+        if (j < n4) {
+            load_tagged2(x.words + 4 * j, w[4 * i], w[4 * i + 1]);
+            load_tagged2(x.words + 4 * j + 2, w[4 * i + 2], w[4 * i + 3]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) w[4 * i + e] = (u64)x.tag << 32;   // nothing to wait for
+        }
+    }
+    await_tagged(w, x.tag, x.report, [&](int k) { return x.words + 4 * (thread_id() + k / 4 * THREADS) + k % 4; });
+#pragma unroll
+    for (int i = 0; i < PER; ++i)
+        v[i] = make_float4(tagged_value(w[4 * i]), tagged_value(w[4 * i + 1]), tagged_value(w[4 * i + 2]),
+                           tagged_value(w[4 * i + 3]));
+}
+
 // xs (permuted, see vec_slot) = x * rsqrt(mean(x^2) + eps) * scale: the
 // zero-centred RMSNorm with scale = 1 + w folded in by the host. The scale is
 // loaded with x, in the same round trip. If `raw` (shared memory) is set, x
 // itself also goes there, in order.
-template <int K, class T>
-__device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, float* xs, float* scratch,
+template <int K, class Source>
+__device__ __forceinline__ void load_rms_normed(const Source& x, const float* scale, float* xs, float* scratch,
                                                 float* raw) {
     using V = VectorSlices<K>;
     float4 v[V::PER_THREAD], w[V::PER_THREAD];
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i) {
         const int j = thread_id() + i * THREADS;
-        if (j < V::N4) {
-            v[i] = load4(x + 4 * j);
-            w[i] = __ldg(reinterpret_cast<const float4*>(scale) + j);
-        }
+        if (j < V::N4) w[i] = __ldg(reinterpret_cast<const float4*>(scale) + j);
     }
+    fetch_slices(x, V::N4, v);
     float ss = 0.0f;
     stage_point(POINT_LOADED);
 #pragma unroll
@@ -234,16 +271,12 @@ __device__ __forceinline__ void load_rms_normed(const T* x, const float* scale, 
     block_sync();
 }
 
-// x (float, global, written by other blocks) -> shared memory (permuted), as it is.
+// x (written by other blocks) -> shared memory (permuted), as it is.
 template <int K>
-__device__ __forceinline__ void load_vector(const float* x, float* xs) {
+__device__ __forceinline__ void load_vector(const TaggedVector& x, float* xs) {
     using V = VectorSlices<K>;
     float4 v[V::PER_THREAD];
-#pragma unroll
-    for (int i = 0; i < V::PER_THREAD; ++i) {
-        const int j = thread_id() + i * THREADS;
-        if (j < V::N4) v[i] = load4(x + 4 * j);
-    }
+    fetch_slices(x, V::N4, v);
 #pragma unroll
     for (int i = 0; i < V::PER_THREAD; ++i) {
         const int j = thread_id() + i * THREADS;

@@ -1,8 +1,8 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
-// a stage spreads its work over all compute warps of the grid, and a grid
-// barrier separates stages whose inputs another block produces (see
-// docs/megakernel.md for the list). Each block's producer warp streams the
+// a stage spreads its work over all compute warps of the grid. Within a layer
+// a stage waits for exactly the tagged words it reads (common.cuh); each
+// layer ends at a grid barrier, after the MLP's atomic adds (docs/megakernel.md). Each block's producer warp streams the
 // weights it will read, in order, into a ring in shared memory as far ahead as
 // the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
 // input token and publish it to host-mapped memory as soon as it is known.
@@ -12,13 +12,13 @@
 #include "mlp.cuh"
 
 // The normed input of a layer in s.vec and the input itself in s.residual:
-// layer 0 takes the token's embedding row. Also clears the buffer the layer's
-// MLP accumulates into.
-__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer,
+// the first layer of a step takes the token's embedding row. Also clears the
+// residual buffer two layers ahead.
+__device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer, unsigned tag,
                                                  int token, Smem& s) {
-    clear_next_residual(p, layer);
+    clear_residual_ahead(p, tag);
     if (layer > 0)
-        load_rms_normed<HIDDEN>(residual_stream(p, layer), L.input_norm, s.vec, s.scratch, s.residual);
+        load_rms_normed<HIDDEN>(residual_stream(p, tag), L.input_norm, s.vec, s.scratch, s.residual);
     else
         load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
@@ -49,48 +49,43 @@ __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
     out.drain();
 }
 
-__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                               WeightStream& ws, Smem& s) {
+__device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeights& L, int layer, unsigned tag,
+                                               int token, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<DeltaNetInProj>();
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<DeltaNetInProj>(w_in, conv_rows(p, L, slot), 0);
-    load_layer_input(p, L, layer, token, s);
+    load_layer_input(p, L, layer, tag, token, s);
     stage_state_tile(p, slot, s);
-    deltanet_project(p, L, slot, w_in, conv_in, s);
-    grid_barrier(p.barrier);
-    deltanet_recurrence(p, L, slot, s);
-    grid_barrier(p.barrier);
+    deltanet_project(p, L, slot, tag, w_in, conv_in, s);
+    deltanet_recurrence(p, L, slot, tag, s);
     const Stage w_out = ws.take<DeltaNetOutProj>();
-    deltanet_gated_norm(p, L, s);
-    project_and_add_residual<DeltaNetOutProj>(residual_stream(p, layer), w_out, s);
+    deltanet_gated_norm(p, L, tag, s);
+    project_and_add_residual<DeltaNetOutProj>(p, tag, w_out, s);
 }
 
-__device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, int token,
-                                                int pos, WeightStream& ws, Smem& s) {
+__device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, unsigned tag,
+                                                int token, int pos, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<AttentionInProj>();
-    load_layer_input(p, L, layer, token, s);
-    attention_project(p, w_in, s);
-    grid_barrier(p.barrier);
-    attention_partials(p, L, slot, pos, s);
-    grid_barrier(p.barrier);
-    attention_combine(p, pos);
-    grid_barrier(p.barrier);
+    load_layer_input(p, L, layer, tag, token, s);
+    attention_project(p, tag, w_in, s);
+    attention_partials(p, L, slot, pos, tag, s);
+    attention_combine(p, pos, tag);
     const Stage w_out = ws.take<AttentionOutProj>();
-    load_vector<Q_SIZE>(p.mixer_out, s.vec);
-    project_and_add_residual<AttentionOutProj>(residual_stream(p, layer), w_out, s);
+    load_vector<Q_SIZE>({p.mixer_out, tag, p.barrier}, s.vec);
+    stage_point(POINT_AWAITED);
+    project_and_add_residual<AttentionOutProj>(p, tag, w_out, s);
 }
 
-// After the mixer's residual add, one stage: the gate/up product on the block's
-// rows, then its slice of h through the matching rows of W_down^T.
-__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, int layer, WeightStream& ws,
+// After the mixer, one stage: the gate/up product on the block's rows, then its
+// slice of h through the matching rows of W_down^T; the layer's grid barrier.
+__device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, unsigned tag, WeightStream& ws,
                                           Smem& s) {
-    grid_barrier(p.barrier);
     const Stage w_gate_up = ws.take<GateUp>();
     const Stage w_down_t = ws.take<DownT>();
-    load_rms_normed<HIDDEN>(residual_stream(p, layer), L.post_norm, s.vec, s.scratch, s.residual);
+    load_rms_normed<HIDDEN>(TaggedVector{p.x_mid, tag, p.barrier}, L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(L, w_gate_up, s);
-    mlp_down(p, layer, w_down_t, s);
+    mlp_down(p, tag, w_down_t, s);
     grid_barrier(p.barrier);
 }
 
@@ -105,16 +100,18 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
     int token = p.first_token;
     for (int step = 0; step < p.n_steps; ++step) {
         const int pos = p.position + step;
+        const unsigned step_tag = p.epoch + (unsigned)step * N_LAYERS;
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
+            const unsigned tag = step_tag + layer;
             if (LAYER_IS_ATTENTION[layer])
-                attention_layer(p, L, layer, token, pos, ws, s);
+                attention_layer(p, L, layer, tag, token, pos, ws, s);
             else
-                deltanet_layer(p, L, layer, token, ws, s);
-            mlp_block(p, L, layer, ws, s);
+                deltanet_layer(p, L, layer, tag, token, ws, s);
+            mlp_block(p, L, tag, ws, s);
         }
         const Stage lm_head = ws.take<OutputProjection>();
-        load_rms_normed<HIDDEN>(residual_stream(p, N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
+        load_rms_normed<HIDDEN>(residual_stream(p, step_tag + N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
@@ -136,6 +133,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(
     }
     compute_registers();
     stage_clock_init(p.barrier);
+    clear_residual_ahead(p, p.epoch - 1);   // the first layer's MLP adds into it
+    grid_barrier(p.barrier);
     decode_steps(p, s);
     if (thread_id() == 0) s.ring.stop = 1;   // a stop token may leave units the producer waits to give
 }

@@ -1,9 +1,11 @@
-// SwiGLU MLP in one stage (one grid barrier): each block owns a slice of
-// h = silu(gate . n) * (up . n), n = rmsnorm(x), and the matching rows of
-// W_down^T, so it multiplies its own slice into a partial x' = W_down[:, slice] . h
-// (split-K) and adds it into the next residual buffer with vector atomics; h
-// never leaves the block. The next buffer was cleared by the layer's first
-// stage, and block 0 also adds the residual itself (its copy in s.residual).
+// SwiGLU MLP in one stage, ending at the layer's one grid barrier: each block
+// owns a slice of h = silu(gate . n) * (up . n), n = rmsnorm(x_mid), and the
+// matching rows of W_down^T, so it multiplies its own slice into a partial
+// x' = W_down[:, slice] . h (split-K) and adds it into the next residual buffer
+// with vector atomics; h never leaves the block. Block 0 also adds x_mid itself
+// (its copy in s.residual). Sums of atomic adds carry no tag, so the layer's
+// end is a grid barrier (with its release fence) and the next buffer was cleared
+// a barrier before the first add (clear_residual_ahead).
 //   up:   gate and up rows interleaved, so one warp produces both halves of h[i]
 //   down: thread t owns output columns 4t + [0, 4) (and every 4 * THREADS after)
 #pragma once
@@ -16,18 +18,19 @@ constexpr int DOWN_ROWS = DownT::R;
 static_assert(HIDDEN % 4 == 0, "the down product adds float4s");
 constexpr int DOWN_PASSES = (HIDDEN + 4 * THREADS - 1) / (4 * THREADS);   // float4 columns a thread owns
 
-// The residual stream that layer `layer` reads (and its mixer adds to); its
-// MLP accumulates into residual_stream(p, layer + 1).
-__device__ __forceinline__ float* residual_stream(const Params& p, int layer) {
-    return p.x + (layer & 1) * HIDDEN;
+// The residual stream that the layer tagged `tag` reads; its MLP accumulates
+// into residual_stream(p, tag + 1). Three buffers, so that each is cleared a
+// grid barrier after its last read and a grid barrier before its first add.
+__device__ __forceinline__ float* residual_stream(const Params& p, unsigned tag) {
+    return p.x + (tag % 3) * HIDDEN;
 }
 
-// In the layer's first stage: clear the buffer its MLP will accumulate into.
-// Its last reader was the previous layer's MLP stage, a grid barrier ago.
-__device__ __forceinline__ void clear_next_residual(const Params& p, int layer) {
+// Clear the buffer of layer `tag` + 2's input (read last by layer tag - 1, before
+// the last grid barrier; added to first by layer tag + 1, after the next one).
+__device__ __forceinline__ void clear_residual_ahead(const Params& p, unsigned tag) {
     if (blockIdx.x != gridDim.x - 1) return;
-    float4* next = reinterpret_cast<float4*>(residual_stream(p, layer + 1));
-    for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) next[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4* ahead = reinterpret_cast<float4*>(residual_stream(p, tag + 2));
+    for (int i = thread_id(); i < HIDDEN / 4; i += THREADS) ahead[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
 // s.vec holds rmsnorm(x); the block's slice of h goes to s.mlp_h.
@@ -47,7 +50,7 @@ __device__ __forceinline__ void mlp_up(const LayerWeights& L, const Stage& st, S
 // `st`: the block's share of W_down^T (DOWN_ROWS rows a unit), the same h
 // entries as mlp_up's share. Every thread reads every row (its own columns), a
 // page at a time: each warp releases each page once, for all its units.
-__device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage& st, Smem& s) {
+__device__ __forceinline__ void mlp_down(const Params& p, unsigned tag, const Stage& st, Smem& s) {
     constexpr int UPP = DownT::UNITS_PER_PAGE;
     block_sync();   // every warp's h is in s.mlp_h
     float4 acc[DOWN_PASSES];
@@ -83,7 +86,7 @@ __device__ __forceinline__ void mlp_down(const Params& p, int layer, const Stage
         release_slot(s.ring, slot, n_units);
     }
     stage_point(POINT_PRODUCT);
-    float* next = residual_stream(p, layer + 1);
+    float* next = residual_stream(p, tag + 1);
 #pragma unroll
     for (int c = 0; c < DOWN_PASSES; ++c) {
         const int col = 4 * (thread_id() + c * THREADS);

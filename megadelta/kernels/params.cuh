@@ -28,12 +28,12 @@ struct Params {
     float* dn_state;              // [n_deltanet, DN_VALUE_HEADS, DN_KEY_DIM, DN_VALUE_DIM]
     bf16_t* k_cache;              // [n_attention, N_KV_HEADS, max_seq, HEAD_DIM]
     bf16_t* v_cache;
-    // scratch, float32
-    float* x;                     // [2, HIDDEN] residual stream: layer l reads buffer l % 2 and
-                                  // its MLP accumulates into the other (residual_stream)
-    float* proj;                  // [PROJ_ROWS_MAX] input projections (after conv + SiLU for q|k|v)
-    float* mixer_out;             // [VEC_MAX] delta-rule output / gated attention output
-    float* attn_partial;          // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] flash-decoding partials
+    // scratch: float32, or tagged words (common.cuh: a float and the tag of the layer that wrote it)
+    float* x;                     // [3, HIDDEN] residual stream between layers (residual_stream)
+    u64* x_mid;                   // [HIDDEN] tagged: x after the mixer, the MLP's input
+    u64* proj;                    // [PROJ_ROWS_MAX] tagged: input projections (after conv + SiLU for q|k|v)
+    u64* mixer_out;               // [VEC_MAX] tagged: delta-rule output / gated attention output
+    u64* attn_partial;            // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] tagged: flash-decoding partials
     float* argmax_val;            // [gridDim.x]
     int* argmax_idx;              // [gridDim.x]
     float* logits;                // [VOCAB] or null (greedy runs skip writing logits)
@@ -48,5 +48,7 @@ struct Params {
     int first_token;
     int position;                 // position of first_token
     int n_steps;
+    unsigned epoch;               // the tag of the launch's first layer; layer l of step s has
+                                  // epoch + s * N_LAYERS + l (the host never reuses one)
     int shared_bytes;             // dynamic shared memory of a block: Smem, then the weight ring
 };

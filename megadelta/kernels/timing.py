@@ -31,11 +31,9 @@ from .codegen import (
     STAGE_POINTS,
 )
 
-# The stages each layer kind runs, each ending at a grid barrier (megakernel.cu).
-LAYER_STAGES = {
-    "deltanet": ("deltanet.project", "deltanet.recurrence", "deltanet.out_proj", "mlp"),
-    "attention": ("attention.project", "attention.partials", "attention.combine", "attention.o_proj", "mlp"),
-}
+# What runs between two grid barriers: a whole layer (its stages hand over
+# through tagged words; the StagePoints split it), and the output projection.
+LAYER_STAGES = {"deltanet": ("deltanet",), "attention": ("attention",)}
 
 
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
@@ -84,7 +82,8 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     torch.cuda.synchronize()
     clock_words = backend.barrier[2:2 + STAGE_CLOCK_WORDS]   # after the counter and the report address
     clock_words.zero_()
-    first = int(backend.barrier[0]) // backend.grid + len(names)   # the second step's first barrier
+    # The second step's first barrier, after the launch's first (megakernel.cu) and the first step's.
+    first = int(backend.barrier[0]) // backend.grid + 1 + len(names)
     list(backend.decode_greedy(1, state, 2, set()))
     torch.cuda.synchronize()
     clock = clock_words.cpu()
