@@ -38,7 +38,7 @@ __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
     for (int step = 0; step < p.n_steps; ++step) {
         for (int layer = 0; layer < N_LAYERS; ++layer)
             if (!give_layer(out, p, layer)) return false;
-        if (!out.give<OutputProjection>(p.embed)) return false;
+        if (!out.give<OutputProjection>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
     }
     return true;
 }

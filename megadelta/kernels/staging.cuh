@@ -43,6 +43,11 @@
 #ifndef PAGES_IN_FLIGHT
 #define PAGES_IN_FLIGHT 3
 #endif
+// The output projection (a third of a step's bytes) runs alone, bound by HBM,
+// with nothing else waiting behind its copies: it keeps more in flight.
+#ifndef OUTPUT_PAGES_IN_FLIGHT
+#define OUTPUT_PAGES_IN_FLIGHT 3
+#endif
 #define RING_SLOTS_MAX 64
 
 // Rows a unit holds for a given K: UNIT_CHUNKS chunks a lane, so short rows are
@@ -88,6 +93,17 @@ constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInPr
 static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
 
+// A compute warp takes up to UNITS_IN_FLIGHT of its units at a time (matvec.cuh):
+// units j, j + WARPS, ... Holding the first one's page while it waits for the
+// last one's, it spans up to ((UNITS_IN_FLIGHT - 1) * WARPS) / (units a page) + 1
+// pages; with one slot more the warp holding the oldest page can always be
+// served, so the ring cannot deadlock.
+#ifndef UNITS_IN_FLIGHT
+#define UNITS_IN_FLIGHT (REGISTER_HANDOFF ? 2 : 1)
+#endif
+constexpr int UNITS_PER_PAGE_MIN = PAGE_BYTES / UNIT_BYTES_MAX;
+constexpr unsigned MIN_RING_SLOTS = ((UNITS_IN_FLIGHT - 1) * WARPS + UNITS_PER_PAGE_MIN - 1) / UNITS_PER_PAGE_MIN + 2;
+
 // Where page q of the block's sequence sits: slot q % slots, and how often the
 // ring has wrapped before it (its lap; the parity of its slot's phases). The
 // hot loops move it along instead of dividing by the ring's run-time slot count
@@ -126,7 +142,7 @@ __device__ __forceinline__ unsigned char* ring_area();   // smem.cuh
 __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
     if (thread_id() == 0) {
         ring.slots = min(RING_SLOTS_MAX, (int)(area_bytes / PAGE_BYTES));
-        if (ring.slots < 2) __trap();   // every GPU it runs on has room for dozens
+        if (ring.slots < MIN_RING_SLOTS) __trap();   // every GPU it runs on has room for a dozen or more
         ring.stop = 0;
         for (int i = 0; i < RING_SLOTS_MAX; ++i) {
             mbarrier_init(&ring.full[i], BULK_COPY ? 1 : 32);
@@ -193,12 +209,9 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 struct Producer {
     Ring& ring;
     unsigned next = 0;          // pages issued so far
+    unsigned in_flight = 0;     // of which not yet retired (seen landed)
     RingPos at{0u, 0u};         // where page `next` goes
     RingPos oldest{0u, 0u};     // the oldest page whose copy may still be in flight
-
-    // Copies outstanding at most: fewer than the ring's slots, so that the page
-    // waited for is the latest its slot has held.
-    __device__ __forceinline__ unsigned pages_in_flight() const { return min(PAGES_IN_FLIGHT, (int)ring.slots - 1); }
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
@@ -211,19 +224,22 @@ struct Producer {
     __device__ __forceinline__ void retire_oldest() {
         mbarrier_wait(&ring.full[oldest.slot], oldest.lap & 1u);
         oldest.advance(1, ring.slots);
+        --in_flight;
     }
 
-    // Issue this block's share of W, shaped M; false once the compute warps have finished.
+    // Issue this block's share of W, shaped M, with at most `pages_in_flight`
+    // copies outstanding (fewer than the ring's slots, so that the page waited
+    // for is the latest its slot has held); false once the compute warps have finished.
     template <class M>
-    __device__ __forceinline__ bool give(const bf16_t* W) {
+    __device__ __forceinline__ bool give(const bf16_t* W, int pages_in_flight = PAGES_IN_FLIGHT) {
         constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = M::UNITS_PER_PAGE;
         int u0, u1;
         block_units<R>(n_rows, u0, u1);
-        const unsigned in_flight = pages_in_flight();
-        for (int u = u0; u < u1; u += UPP, ++next, at.advance(1, ring.slots)) {
+        const unsigned most = min(pages_in_flight, (int)ring.slots - 1);
+        for (int u = u0; u < u1; u += UPP, ++next, ++in_flight, at.advance(1, ring.slots)) {
             const unsigned slot = at.slot;
             if (at.lap > 0 && !wait_or_stop(&ring.empty[slot], (at.lap - 1) & 1u)) return false;
-            if (next >= in_flight) retire_oldest();
+            while (in_flight >= most) retire_oldest();
             // The units a page does not hold are released now; the matrix's last
             // unit may be short: copy only rows that exist.
             const int units = min(UPP, u1 - u), row0 = u * R;
@@ -247,6 +263,6 @@ struct Producer {
 
     // No copy may outlive the launch: wait for those still in flight.
     __device__ __forceinline__ void drain() {
-        for (unsigned n = min(next, pages_in_flight()); n > 0; --n) retire_oldest();
+        while (in_flight > 0) retire_oldest();
     }
 };
