@@ -186,9 +186,8 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     """The CUDA sources, run on CPU threads (grid of 2, grouped value heads, a
     40-token context split over both blocks), against the float32 reference: one
     step's logits and state, then a greedy launch of 2 steps. The weight ring
-    has 2 pages of 8 KiB (one copy in flight, the producer a page ahead; too few
-    for two units a warp at a time, so that build takes one, as pre-Hopper
-    builds do), 6, or the most the kernel uses (the producer runs stages ahead)."""
+    has 2 pages of 8 KiB (one copy in flight, the producer a page ahead), 6,
+    or the most the kernel uses (the producer runs stages ahead)."""
     import torch
 
     from megadelta.checkpoint import random_weights
@@ -200,8 +199,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     config = emulation_config(value_heads=4)
     weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
     try:
-        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=ring_kib * 1024,
-                                defines=("UNITS_IN_FLIGHT=1",) if ring_kib < 32 else ())
+        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=ring_kib * 1024)
     except EmulatorUnavailable as e:
         pytest.skip(str(e))
     ref = Qwen35Model(config, weights, dtype=torch.float32)

@@ -30,9 +30,8 @@ class EmulatorUnavailable(RuntimeError):
     pass
 
 
-def build_emulator(config: ModelConfig, defines: tuple[str, ...] = ()) -> Path:
-    """Compile (or reuse) the emulated kernel for ``config`` with extra macro
-    ``defines`` (``"UNITS_IN_FLIGHT=1"``); the path of the shared library."""
+def build_emulator(config: ModelConfig) -> Path:
+    """Compile (or reuse) the emulated kernel for ``config``; the path of the shared library."""
     compiler = shutil.which("g++")
     if compiler is None:
         raise EmulatorUnavailable("g++ is not installed")
@@ -40,8 +39,7 @@ def build_emulator(config: ModelConfig, defines: tuple[str, ...] = ()) -> Path:
     files["common.cuh"] = (KERNEL_DIR / "cpu_emulation.h").read_text()
     files["emulated_main.cpp"] = (f'#include "{MAIN_SOURCE}"\n'
                                   + (KERNEL_DIR / "cpu_emulation_launch.inc").read_text())
-    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()
-                         + "\0".join(defines).encode()).hexdigest()[:24]
+    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()).hexdigest()[:24]
     out = cache_dir() / f"emulated-{config.name}-{key}"
     library = out / "megakernel_emulated.so"
     if library.exists():
@@ -50,8 +48,7 @@ def build_emulator(config: ModelConfig, defines: tuple[str, ...] = ()) -> Path:
     for name, text in files.items():
         (out / name).write_text(text)
     run = subprocess.run([compiler, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread",
-                          f"-DTHREADS={EMULATED_THREADS}", *(f"-D{d}" for d in defines), "-I", str(out),
-                          "-o", str(library),
+                          f"-DTHREADS={EMULATED_THREADS}", "-I", str(out), "-o", str(library),
                           str(out / "emulated_main.cpp")], capture_output=True, text=True)
     if run.returncode != 0:
         raise EmulatorUnavailable(f"g++ could not build the emulated kernel:\n{run.stderr}")
@@ -61,12 +58,10 @@ def build_emulator(config: ModelConfig, defines: tuple[str, ...] = ()) -> Path:
 class EmulatedKernel:
     """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int,
-                 defines: tuple[str, ...] = ()):
-        """``ring_bytes``: each block's weight ring (the GPU gives it all spare
-        shared memory; it must hold MIN_RING_SLOTS pages, staging.cuh)."""
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int):
+        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory)."""
         self.config, self.grid, self.ring_bytes = config, grid, ring_bytes
-        self.lib = ctypes.CDLL(str(build_emulator(config, defines)))
+        self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
         self.barrier = torch.tensor([0, self.progress.data_ptr()], dtype=torch.int64)

@@ -85,46 +85,29 @@ __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, 
 }
 
 // ---- the product -----------------------------------------------------------
-// A warp multiplies UNITS_IN_FLIGHT of its units at a time: their loads in
-// flight together, then their math and their reductions interleaved, so the
-// per-unit chain of dependent shared loads, FMAs and shuffles (what bounds the
-// layers' products: the page timeline of v19) is paid once for them all.
-// Two units' weights fit beside an input vector held in registers only with
-// the register hand-off (232 registers; with the vector in shared memory the
-// longer rows' loop spills). A warp holds its first unit's page while it
-// waits for its last one's, so the ring needs more slots (MIN_RING_SLOTS,
-// staging.cuh).
-template <int K>
-constexpr int units_in_flight = InputVector<K>::IN_REGISTERS ? UNITS_IN_FLIGHT : 1;
-
-// sums[u][r] += W[u][r, 256 c0 : 256 (c0 + N)] . x for the R rows at each W[u]
-// (rows from valid[u] on do not exist): all U x R x N loads first, then the math.
-template <int K, int R, int N, int U>
-__device__ __forceinline__ void accumulate_chunks(const bf16_t* const (&W)[U], const int (&valid)[U], int c0,
-                                                  const InputVector<K>& x, float (&sums)[U][R]) {
+// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . x for the R rows at W (rows from
+// `valid` on do not exist): all R x N loads first, then the math.
+template <int K, int R, int N>
+__device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int valid, int c0,
+                                                  const InputVector<K>& x, float (&sums)[R]) {
     const int lane = lane_id();
-    uint4 w[U][R][N];
+    uint4 w[R][N];
 #pragma unroll
-    for (int u = 0; u < U; ++u)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-            for (int g = 0; g < N; ++g)
-                if (r < valid[u])
-                    w[u][r][g] = *reinterpret_cast<const uint4*>(W[u] + (size_t)r * K + (c0 + g) * 256 + lane * 8);
+        for (int g = 0; g < N; ++g)
+            if (r < valid) w[r][g] = *reinterpret_cast<const uint4*>(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
 #pragma unroll
     for (int g = 0; g < N; ++g)
 #pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-            for (int r = 0; r < R; ++r)
-                if (r < valid[u]) sums[u][r] += x.dot(w[u][r][g], c0 + g);
+        for (int r = 0; r < R; ++r)
+            if (r < valid) sums[r] += x.dot(w[r][g], c0 + g);
 }
 
-// The R row sums of each of U units, whose rows start at W[u].
-template <int K, int R, int U>
-__device__ __forceinline__ void unit_sums(const bf16_t* const (&W)[U], const int (&valid)[U],
-                                          const InputVector<K>& x, float (&sums)[U][R]) {
+// The R row sums of one unit whose rows start at W.
+template <int K, int R>
+__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const InputVector<K>& x,
+                                          float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
     constexpr int GROUP_MAX = UNIT_CHUNKS / R > 1 ? UNIT_CHUNKS / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
@@ -132,9 +115,7 @@ __device__ __forceinline__ void unit_sums(const bf16_t* const (&W)[U], const int
     static_assert(!InputVector<K>::IN_REGISTERS || (FULL_GROUPS == 1 && TAIL == 0),
                   "a vector held in registers is indexed by constants only");
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int r = 0; r < R; ++r) sums[u][r] = 0.0f;
+    for (int r = 0; r < R; ++r) sums[r] = 0.0f;
     if constexpr (FULL_GROUPS == 1) {
         accumulate_chunks<K, R, GROUP>(W, valid, 0, x, sums);
     } else {
@@ -146,9 +127,7 @@ __device__ __forceinline__ void unit_sums(const bf16_t* const (&W)[U], const int
     }
     if constexpr (TAIL > 0) accumulate_chunks<K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, x, sums);
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int r = 0; r < R; ++r) sums[u][r] = warp_sum(sums[u][r]);
+    for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
 }
 
 // sums[lane] in lanes < R (after the shuffles every lane holds every row's sum),
@@ -167,46 +146,30 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
 template <class M, class Rows, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, const Rows& rows,
                                        RowInputs<Rows::N> first, Epilogue epi) {
-    constexpr int K = M::K, R = M::R, n_rows = M::ROWS, BATCH = 32 / R, U = units_in_flight<K>;
+    constexpr int K = M::K, R = M::R, n_rows = M::ROWS;
     static_assert(K % 256 == 0, "K must be a multiple of 256");
-    static_assert(BATCH % U == 0, "a batch of row inputs holds whole groups of units");
+    constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
     RowInputs<Rows::N> batch = first;
     PageCursor<M> pages(st, ring);
     int k = 0;   // this warp's units so far
-#pragma unroll 1   // U units at a time: the loads in flight are theirs
-    for (int j = warp_id(); j < st.units; j += U * WARPS, k += U) {
+#pragma unroll 1   // one unit at a time: the loads in flight are the unit's
+    for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
         if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<M>(st, rows, k / BATCH);
-        const bf16_t* unit[U];
-        unsigned slot[U];
-        int valid[U];   // rows of the unit that exist; 0 past the share
+        const int row0 = (st.unit0 + j) * R;
+        float sums[R];
+        const bf16_t* unit;
+        const unsigned slot = pages.acquire(ring, j, unit);
+        unit_sums<K, R>(unit, n_rows - row0, x, sums);
+        release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
+        RowInputs<Rows::N> in{};
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-            valid[u] = 0;
-            unit[u] = nullptr;
-            if (j + u * WARPS < st.units) {
-                slot[u] = pages.acquire(ring, j + u * WARPS, unit[u]);
-                valid[u] = n_rows - (st.unit0 + j + u * WARPS) * R;
-            }
-        }
-        float sums[U][R];
-        unit_sums<K, R, U>(unit, valid, x, sums);
-#pragma unroll
-        for (int u = 0; u < U; ++u)   // the sums are reduced: every lane's loads are done
-            if (j + u * WARPS < st.units) release_slot(ring, slot[u], WARPS);
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            if (j + u * WARPS >= st.units) break;
-            RowInputs<Rows::N> in{};
-#pragma unroll
-            for (int i = 0; i < Rows::N; ++i)
-                in.v[i] = __shfl_sync(0xffffffffu, batch.v[i], ((k + u) % BATCH) * R + lane_id() % R);
-            epi((st.unit0 + j + u * WARPS) * R, sums[u], in);
-        }
+        for (int i = 0; i < Rows::N; ++i)
+            in.v[i] = __shfl_sync(0xffffffffu, batch.v[i], (k % BATCH) * R + lane_id() % R);
+        epi(row0, sums, in);
     }
     stage_point(POINT_PRODUCT);
 }
-
 
 // The same without per-row inputs.
 template <class M, class Epilogue>

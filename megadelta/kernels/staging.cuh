@@ -44,9 +44,10 @@
 #define PAGES_IN_FLIGHT 3
 #endif
 // The output projection (a third of a step's bytes) runs alone, bound by HBM,
-// with nothing else waiting behind its copies: it keeps more in flight.
+// with no hand-off waiting behind its copies: it keeps more in flight (183 ->
+// 179 us a step on the H100, v22 in docs/perf-notes.md).
 #ifndef OUTPUT_PAGES_IN_FLIGHT
-#define OUTPUT_PAGES_IN_FLIGHT 3
+#define OUTPUT_PAGES_IN_FLIGHT 8
 #endif
 #define RING_SLOTS_MAX 64
 
@@ -93,17 +94,6 @@ constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInPr
 static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
 
-// A compute warp takes up to UNITS_IN_FLIGHT of its units at a time (matvec.cuh):
-// units j, j + WARPS, ... Holding the first one's page while it waits for the
-// last one's, it spans up to ((UNITS_IN_FLIGHT - 1) * WARPS) / (units a page) + 1
-// pages; with one slot more the warp holding the oldest page can always be
-// served, so the ring cannot deadlock.
-#ifndef UNITS_IN_FLIGHT
-#define UNITS_IN_FLIGHT (REGISTER_HANDOFF ? 2 : 1)
-#endif
-constexpr int UNITS_PER_PAGE_MIN = PAGE_BYTES / UNIT_BYTES_MAX;
-constexpr unsigned MIN_RING_SLOTS = ((UNITS_IN_FLIGHT - 1) * WARPS + UNITS_PER_PAGE_MIN - 1) / UNITS_PER_PAGE_MIN + 2;
-
 // Where page q of the block's sequence sits: slot q % slots, and how often the
 // ring has wrapped before it (its lap; the parity of its slot's phases). The
 // hot loops move it along instead of dividing by the ring's run-time slot count
@@ -142,7 +132,7 @@ __device__ __forceinline__ unsigned char* ring_area();   // smem.cuh
 __device__ __forceinline__ void init_ring(Ring& ring, unsigned area_bytes) {
     if (thread_id() == 0) {
         ring.slots = min(RING_SLOTS_MAX, (int)(area_bytes / PAGE_BYTES));
-        if (ring.slots < MIN_RING_SLOTS) __trap();   // every GPU it runs on has room for a dozen or more
+        if (ring.slots < 2) __trap();   // every GPU it runs on has room for dozens
         ring.stop = 0;
         for (int i = 0; i < RING_SLOTS_MAX; ++i) {
             mbarrier_init(&ring.full[i], BULK_COPY ? 1 : 32);
