@@ -85,10 +85,14 @@ __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, 
 }
 
 // ---- the product -----------------------------------------------------------
-// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . x for the R rows at W (rows from
-// `valid` on do not exist): all R x N loads first, then the math.
+// sums[r] += W[r, 256 c0 : 256 (c0 + N)] . x for the R rows at W: all R x N
+// loads first, then the math. Every row of a unit has its place in the page,
+// so rows past the matrix's end (the last unit may be short) are read too:
+// their sums are garbage that every epilogue ignores. No condition may guard
+// the math: a per-row branch around each chunk's 8-deep FMA chain made the
+// chunks run one after another (~900 clocks a unit on the H100, v23).
 template <int K, int R, int N>
-__device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int valid, int c0,
+__device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int c0,
                                                   const InputVector<K>& x, float (&sums)[R]) {
     const int lane = lane_id();
     uint4 w[R][N];
@@ -96,18 +100,16 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
     for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int g = 0; g < N; ++g)
-            if (r < valid) w[r][g] = *reinterpret_cast<const uint4*>(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
+            w[r][g] = *reinterpret_cast<const uint4*>(W + (size_t)r * K + (c0 + g) * 256 + lane * 8);
 #pragma unroll
     for (int g = 0; g < N; ++g)
 #pragma unroll
-        for (int r = 0; r < R; ++r)
-            if (r < valid) sums[r] += x.dot(w[r][g], c0 + g);
+        for (int r = 0; r < R; ++r) sums[r] += x.dot(w[r][g], c0 + g);
 }
 
 // The R row sums of one unit whose rows start at W.
 template <int K, int R>
-__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int valid, const InputVector<K>& x,
-                                          float (&sums)[R]) {
+__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, const InputVector<K>& x, float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
     constexpr int GROUP_MAX = UNIT_CHUNKS / R > 1 ? UNIT_CHUNKS / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
@@ -117,15 +119,15 @@ __device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, int vali
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = 0.0f;
     if constexpr (FULL_GROUPS == 1) {
-        accumulate_chunks<K, R, GROUP>(W, valid, 0, x, sums);
+        accumulate_chunks<K, R, GROUP>(W, 0, x, sums);
     } else {
         // Not unrolled: the compiler would hoist the next group's loads over this
         // group's math and run out of registers.
 #pragma unroll 1
         for (int group = 0; group < FULL_GROUPS; ++group)
-            accumulate_chunks<K, R, GROUP>(W, valid, group * GROUP, x, sums);
+            accumulate_chunks<K, R, GROUP>(W, group * GROUP, x, sums);
     }
-    if constexpr (TAIL > 0) accumulate_chunks<K, R, TAIL>(W, valid, FULL_GROUPS * GROUP, x, sums);
+    if constexpr (TAIL > 0) accumulate_chunks<K, R, TAIL>(W, FULL_GROUPS * GROUP, x, sums);
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = warp_sum(sums[r]);
 }
@@ -146,7 +148,7 @@ __device__ __forceinline__ float sum_of_lane(const float* sums) {
 template <class M, class Rows, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, const Rows& rows,
                                        RowInputs<Rows::N> first, Epilogue epi) {
-    constexpr int K = M::K, R = M::R, n_rows = M::ROWS;
+    constexpr int K = M::K, R = M::R;
     static_assert(K % 256 == 0, "K must be a multiple of 256");
     constexpr int BATCH = 32 / R;
     const InputVector<K> x(xs);
@@ -160,7 +162,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
         float sums[R];
         const bf16_t* unit;
         const unsigned slot = pages.acquire(ring, j, unit);
-        unit_sums<K, R>(unit, n_rows - row0, x, sums);
+        unit_sums<K, R>(unit, x, sums);
         release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
         RowInputs<Rows::N> in{};
 #pragma unroll
