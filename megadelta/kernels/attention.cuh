@@ -217,13 +217,13 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsi
         const u64* gate_at = p.proj + hq * 2 * HEAD_DIM + HEAD_DIM + d;
         u64 gate[1] = {load_tagged(gate_at)};   // in flight meanwhile
         float num = 0.0f, den = 0.0f, mx = NEG_INF;
-        // A lane's chunks' (max, sum, numerator) at once: one round trip a 32 chunks.
+        // A lane's chunk's (max, sum, numerator) in one round trip, merged online.
         for (int c = lane; c < split.chunks; c += 32) {
             const u64* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
             const u64* at[3] = {rec, rec + 1, rec + 2 + d};
             u64 w[3] = {load_tagged(at[0]), load_tagged(at[1]), load_tagged(at[2])};
             await_tagged(w, tag, p.barrier, [&](int i) { return at[i]; });
-            // Merged online: rescale what this lane has when a larger maximum comes.
+            // A larger maximum rescales what the lane has summed so far.
             const float m = tagged_value(w[0]), m_new = fmaxf(mx, m);
             const float keep = mx == NEG_INF ? 0.0f : expf(mx - m_new), weight = expf(m - m_new);
             den = den * keep + tagged_value(w[1]) * weight;

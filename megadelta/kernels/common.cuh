@@ -225,22 +225,23 @@ __device__ __forceinline__ float tagged_value(u64 w) { return __uint_as_float((u
 // and abort the launch rather than hang the GPU.
 #define HANDOFF_MAX_POLLS (1u << 24)
 #define HANDOFF_TIMED_OUT (-0x40000000)
-__device__ __noinline__ void handoff_timed_out(u64* counter) {
-    *(volatile int*)counter[1] = HANDOFF_TIMED_OUT;
+__device__ __noinline__ void handoff_timed_out(u64* report) {
+    *(volatile int*)report[1] = HANDOFF_TIMED_OUT;
     __threadfence_system();
     __trap();
 }
 
 // Until every word w[i] carries `tag`: those that do not are read again from
-// at(i). The first reads are the caller's, all in flight together.
+// at(i). The first reads are the caller's, all in flight together; `report` is
+// Params::barrier, whose second word holds where a timeout is reported.
 template <int N, class At>
-__device__ __forceinline__ void await_tagged(u64 (&w)[N], unsigned tag, u64* counter, At at) {
+__device__ __forceinline__ void await_tagged(u64 (&w)[N], unsigned tag, u64* report, At at) {
     for (unsigned polls = 0;; ++polls) {
         bool ready = true;
 #pragma unroll
         for (int i = 0; i < N; ++i) ready &= has_tag(w[i], tag);
         if (ready) return;
-        if (polls == HANDOFF_MAX_POLLS) handoff_timed_out(counter);
+        if (polls == HANDOFF_MAX_POLLS) handoff_timed_out(report);
 #pragma unroll
         for (int i = 0; i < N; ++i)
             if (!has_tag(w[i], tag)) w[i] = load_tagged(at(i));

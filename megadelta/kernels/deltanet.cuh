@@ -73,19 +73,6 @@ __device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem
         copy_async16(&s.dn_tile[i / PIECES][(i % PIECES) * 4], S + (size_t)(i / PIECES) * DN_VALUE_DIM + (i % PIECES) * 4);
 }
 
-// Lane l's words l, l + 32, ... of a tagged vector of N words, once they carry their tag.
-template <int N>
-__device__ __forceinline__ void await_lanes(const TaggedVector& x, float (&v)[N / 32]) {
-    constexpr int PER_LANE = N / 32;
-    const u64* src = x.words + lane_id();
-    u64 w[PER_LANE];
-#pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) w[e] = load_tagged(src + 32 * e);
-    await_tagged(w, x.tag, x.report, [=](int e) { return src + 32 * e; });
-#pragma unroll
-    for (int e = 0; e < PER_LANE; ++e) v[e] = tagged_value(w[e]);
-}
-
 // L2-normalise one key-dim vector (a warp's job) into shared memory, times `scale`.
 __device__ __forceinline__ void l2_normalize_warp(const TaggedVector& src, float* dst, float scale) {
     constexpr int PER_LANE = DN_KEY_DIM / 32;

@@ -273,6 +273,19 @@ __device__ __forceinline__ void load_rms_normed(const Source& x, const float* sc
     block_sync();
 }
 
+// Lane l's words l, l + 32, ... of a tagged vector of N words, once they carry their tag.
+template <int N>
+__device__ __forceinline__ void await_lanes(const TaggedVector& x, float (&v)[N / 32]) {
+    constexpr int PER_LANE = N / 32;
+    const u64* src = x.words + lane_id();
+    u64 w[PER_LANE];
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) w[e] = load_tagged(src + 32 * e);
+    await_tagged(w, x.tag, x.report, [=](int e) { return src + 32 * e; });
+#pragma unroll
+    for (int e = 0; e < PER_LANE; ++e) v[e] = tagged_value(w[e]);
+}
+
 // x (written by other blocks) -> shared memory (permuted), as it is.
 template <int K>
 __device__ __forceinline__ void load_vector(const TaggedVector& x, float* xs) {
