@@ -30,6 +30,7 @@ from .kernels.codegen import (
     DELTANET_COLUMN_TILE,
     HANDOFF_TIMED_OUT,
     STAGE_CLOCK_WORDS,
+    UNIT_CLOCK_WORDS,
     check_supported,
 )
 from .prefill import FastPrefill
@@ -201,8 +202,8 @@ class MegakernelBackend:
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
-        # [arrival counter, where a barrier timeout is reported, stage clock ring (timing builds)]
-        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS, dtype=torch.int64, device=self.device)
+        # [arrival counter, where a timeout is reported, stage clock ring, unit clock record (timing builds)]
+        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS, dtype=torch.int64, device=self.device)
         self.barrier[1] = self.progress.device_ptr
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

@@ -15,7 +15,7 @@
 # what is under $OUT by then is kept):
 #   1. megakernel smoke check (compile, 16 steps vs the reference, one greedy launch; watchdog)
 #   2. benchmark: megakernel (with fast prefill) and transformers eager, same checkpoint, same run
-#   3. megakernel timing against the floor, with the stage clock's breakdown
+#   3. megakernel timing against the floor, with the stage clock's breakdown and block 0's unit clock
 #   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel and transformers eager
 #   5. every GPU test
 #   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
@@ -71,6 +71,7 @@ if [ "$megakernel_ok" = 1 ]; then
         log "3. megakernel timing vs the bandwidth floor"
         run timeout 200 python3 -m megadelta.kernels.timing --stages --reps 5 ${TIMING_ARGS:-} \
             --out "$OUT/timing.json"
+        run timeout 120 python3 -m megadelta.kernels.timing --units --depths 0 --reps 1 --out "$OUT/units.json"
     fi
     if [ -z "${SKIP_BENCH:-}" ] && want 4; then
         log "4. long-context benchmark: $systems"

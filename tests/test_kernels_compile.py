@@ -224,3 +224,32 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     tokens = kernel.decode_greedy(token, greedy_state, 2)
     assert len(tokens) == 2 and tokens[0] == int(got.argmax())
     assert greedy_state.position == start.position + 2
+
+
+def test_unit_clock_record_is_summarized_per_layer_and_product():
+    """timing --units reads the UNIT_CLOCK build's record (common.cuh): each unit
+    goes to the window layer it began in and to its product by the matrix's rows."""
+    from megadelta.kernels.codegen import UNIT_CLOCK_HEADER, UNIT_CLOCK_UNITS, UNIT_CLOCK_WORDS
+    from megadelta.kernels.timing import summarize_units
+
+    config = QWEN35_0_8B
+    words = [0] * UNIT_CLOCK_WORDS
+    words[2:7] = [1000, 2000, 3000, 4000, 5000]   # layers 4..7 start, then the window ends
+    dn_in_rows = config.conv_dim + config.value_dim + 2 * config.linear_num_value_heads
+    units = [(dn_in_rows, 7, 1100, 1150, 1400, 1410, 1500),        # layer 4 (DeltaNet)
+             (dn_in_rows, 8, 1120, 1200, 1500, 1510, 1650),
+             (config.hidden_size, 30, 4100, 4130, 4300, 4310, 4350)]   # layer 7 (attention)
+    words[0] = len(units)
+    for i, (rows, page, *t) in enumerate(units):
+        words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8] = [rows, page | (i << 32), 0, *t]
+    pages = UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS
+    words[pages + 2 * 7: pages + 2 * 7 + 2] = [7, 900]
+    words[pages + 2 * 8: pages + 2 * 8 + 2] = [8, 1000]
+    summary = summarize_units(config, words)
+    assert summary["layer_clocks"] == [1000] * 4
+    first, second = summary["products"]
+    assert (first["layer"], first["product"], first["units"]) == (4, "deltanet.in_proj", 2)
+    assert first["acquire"] == [65, 80] and first["sums"] == [275, 300] and first["epilogue"] == [115, 140]
+    assert (first["first_top"], first["last_done"], first["issued_before_had_min"]) == (100, 650, 200)
+    assert (second["layer"], second["product"], second["units"]) == (7, "attention.o_proj", 1)
+    assert second["issued_before_had_min"] == -1   # page 30's issue was not recorded

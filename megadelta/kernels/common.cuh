@@ -409,6 +409,77 @@ __device__ __forceinline__ void stage_clock_init(u64* counter) {
         stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter, 0u};
 }
 
+// UNIT_CLOCK (timing builds only, megadelta.kernels.timing --units): block 0
+// records, in the launch's second step and its layers [UNIT_CLOCK_LAYER,
+// UNIT_CLOCK_LAYER + UNIT_CLOCK_LAYERS), the SM clock at five points of every
+// unit of a matrix-vector product it takes (top of the unit, page had, sums
+// reduced, page released, epilogue done), and for every page of the launch
+// when its producer issued the copy: where a product's time goes, which the
+// stage clock (a point per warp 0 and stage) cannot say. After the stage
+// clock's words: a header (units recorded, the window's first page, the clock
+// at the start of each of its layers and at its end), then UNIT_CLOCK_UNITS
+// records of 8 words (rows of the matrix, page | unit << 32, warp, 5 clocks),
+// then UNIT_CLOCK_PAGES (page, clock) pairs.
+#ifndef UNIT_CLOCK
+#define UNIT_CLOCK 0
+#endif
+#define UNIT_CLOCK_LAYER 4
+#define UNIT_CLOCK_LAYERS 4
+#define UNIT_CLOCK_HEADER 8
+#define UNIT_CLOCK_UNITS 2048
+#define UNIT_CLOCK_PAGES 8192
+
+__device__ __forceinline__ u64* unit_clock_words(u64* counter) {
+    return counter + 2 + 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS;
+}
+// Where block 0 records now (null when it does not), set by unit_clock_layer.
+__device__ __forceinline__ u64*& unit_clock_target() {
+    __shared__ u64* target;
+    return target;
+}
+__device__ __forceinline__ u64 sm_clock() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%clock64;" : "=l"(t));
+    return t;
+}
+
+// Thread 0 at the start of each layer (a block barrier follows before any product).
+__device__ __forceinline__ void unit_clock_layer(u64* counter, int step, int layer, unsigned page) {
+    if (!UNIT_CLOCK || thread_id() != 0) return;
+    u64* words = unit_clock_words(counter);
+    const int k = layer - UNIT_CLOCK_LAYER;
+    const bool window = blockIdx.x == 0 && step == 1 && k >= 0 && k < UNIT_CLOCK_LAYERS;
+    if (blockIdx.x == 0 && step == 1 && k >= 0 && k <= UNIT_CLOCK_LAYERS) words[2 + k] = sm_clock();
+    if (window && k == 0) words[1] = page;
+    unit_clock_target() = window ? words : nullptr;
+}
+// The window ends with the step's last layer at the latest.
+__device__ __forceinline__ void unit_clock_stop(u64* counter, int step) {
+    if (UNIT_CLOCK && thread_id() == 0) unit_clock_layer(counter, step, N_LAYERS, 0);
+}
+
+// Lane 0 of a warp, after a unit's epilogue.
+__device__ __forceinline__ void unit_clock_unit(int rows, unsigned page, int unit, const u64 (&t)[5]) {
+    u64* words = UNIT_CLOCK ? unit_clock_target() : nullptr;
+    if (words == nullptr || lane_id() != 0) return;
+    const unsigned n = atomicAdd(reinterpret_cast<unsigned*>(words), 1u);
+    if (n >= UNIT_CLOCK_UNITS) return;
+    u64* e = words + UNIT_CLOCK_HEADER + 8 * (size_t)n;
+    e[0] = rows;
+    e[1] = page | ((u64)unit << 32);
+    e[2] = warp_id();
+#pragma unroll
+    for (int i = 0; i < 5; ++i) e[3 + i] = t[i];
+}
+
+// The producer, as it issues page `page` (block 0's, while the record has room).
+__device__ __forceinline__ void unit_clock_page(u64* counter, unsigned page) {
+    if (!UNIT_CLOCK || blockIdx.x != 0 || page >= UNIT_CLOCK_PAGES) return;
+    u64* e = unit_clock_words(counter) + UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS + 2 * (size_t)page;
+    e[0] = page;
+    e[1] = sm_clock();
+}
+
 // counter[0] counts arrivals; counter[1] holds the host-mapped address the
 // timeout report goes to (set once by the host).
 __device__ __forceinline__ void grid_barrier(u64* counter) {

@@ -231,6 +231,13 @@ inline float block_sum(float v, float* scratch) {
 enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_AWAITED, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
 inline void stage_clock_init(u64*) {}
+// UNIT_CLOCK builds are GPU-only too.
+#define UNIT_CLOCK 0
+inline u64 sm_clock() { return 0; }
+inline void unit_clock_layer(u64*, int, int, unsigned) {}
+inline void unit_clock_stop(u64*, int) {}
+inline void unit_clock_unit(int, unsigned, int, const u64 (&)[5]) {}
+inline void unit_clock_page(u64*, unsigned) {}
 inline void grid_barrier(u64* counter) {
     block_sync();
     if (threadIdx.x == 0) {

@@ -157,18 +157,28 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     int k = 0;   // this warp's units so far
 #pragma unroll 1   // one unit at a time: the loads in flight are the unit's
     for (int j = warp_id(); j < st.units; j += WARPS, ++k) {
+        u64 clock[5];   // UNIT_CLOCK builds only (common.cuh)
+        if (UNIT_CLOCK) clock[0] = sm_clock();
         if (k > 0 && k % BATCH == 0) batch = fetch_row_inputs<M>(st, rows, k / BATCH);
         const int row0 = (st.unit0 + j) * R;
         float sums[R];
         const bf16_t* unit;
         const unsigned slot = pages.acquire(ring, j, unit);
+        if (UNIT_CLOCK) clock[1] = sm_clock();
         unit_sums<K, R>(unit, x, sums);
+        if (UNIT_CLOCK) clock[2] = sm_clock();
         release_slot(ring, slot, WARPS);   // the sums are reduced: every lane's loads are done
+        if (UNIT_CLOCK) clock[3] = sm_clock();
         RowInputs<Rows::N> in{};
 #pragma unroll
         for (int i = 0; i < Rows::N; ++i)
             in.v[i] = __shfl_sync(0xffffffffu, batch.v[i], (k % BATCH) * R + lane_id() % R);
         epi(row0, sums, in);
+        if (UNIT_CLOCK) {
+            __syncwarp();
+            clock[4] = sm_clock();
+            unit_clock_unit(M::ROWS, st.page0 + j / M::UNITS_PER_PAGE, j, clock);
+        }
     }
     stage_point(POINT_PRODUCT);
 }

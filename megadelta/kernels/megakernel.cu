@@ -44,7 +44,7 @@ __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
 }
 
 __device__ __forceinline__ void produce_weights(const Params& p, Ring& ring) {
-    Producer out{ring};
+    Producer out{ring, p.barrier};
     give_steps(out, p);   // to the end, or until a stop token ends the launch
     out.drain();
 }
@@ -104,12 +104,14 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
             const unsigned tag = step_tag + layer;
+            unit_clock_layer(p.barrier, step, layer, ws.next);
             if (LAYER_IS_ATTENTION[layer])
                 attention_layer(p, L, layer, tag, token, pos, ws, s);
             else
                 deltanet_layer(p, L, layer, tag, token, ws, s);
             mlp_block(p, L, tag, ws, s);
         }
+        unit_clock_stop(p.barrier, step);
         const Stage lm_head = ws.take<OutputProjection>();
         load_rms_normed<HIDDEN>(residual_stream(p, step_tag + N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);

@@ -198,6 +198,7 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 // ---- the producer warp ----------------------------------------------------------
 struct Producer {
     Ring& ring;
+    u64* clock_counter;         // Params::barrier, for UNIT_CLOCK builds
     unsigned next = 0;          // pages issued so far
     unsigned in_flight = 0;     // of which not yet retired (seen landed)
     RingPos at{0u, 0u};         // where page `next` goes
@@ -240,6 +241,7 @@ struct Producer {
                 if (units < UNITS_CAP) mbarrier_arrive(&ring.empty[slot], (UNITS_CAP - units) * WARPS);
                 store_release_shared(&ring.page[slot], next);
             }
+            unit_clock_page(clock_counter, next);
             if (BULK_COPY) {
                 mbarrier_expect_bytes(&ring.full[slot], bytes);
                 bulk_copy_to_shared(dst, src, bytes, &ring.full[slot]);

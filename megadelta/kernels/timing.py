@@ -8,6 +8,10 @@ latency of single-step decode, and greedy throughput at deeper contexts (the KV
 cache is filled with random values instead of a slow prefill: timing only).
 With ``--stages``, a build that clocks every grid barrier (STAGE_CLOCK in
 common.cuh) splits one step into its stages and the barriers' own latency.
+With ``--units``, a build that clocks every product unit of block 0 in four
+layers (UNIT_CLOCK) says where a product's time goes: the wait for the unit's
+page, the sums, the release, the epilogue, and how long before the page had
+been issued.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from .codegen import (
     STAGE_CLOCK_WORDS,
     STAGE_POINT_SLOTS,
     STAGE_POINTS,
+    UNIT_CLOCK_HEADER,
+    UNIT_CLOCK_LAYER,
+    UNIT_CLOCK_LAYERS,
+    UNIT_CLOCK_PAGES,
+    UNIT_CLOCK_UNITS,
+    UNIT_CLOCK_WORDS,
 )
 
 # What runs between two grid barriers: a whole layer (its stages hand over
@@ -110,6 +120,68 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
             "points_us_mean_max": inside}
 
 
+def product_names(config: ModelConfig) -> dict[tuple[str, int], str]:
+    """(layer kind, rows of the matrix) -> the product's name."""
+    c = config
+    return {("deltanet", c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads): "deltanet.in_proj",
+            ("deltanet", c.hidden_size): "deltanet.out_proj",
+            ("attention", 2 * c.q_size + 2 * c.kv_size): "attention.in_proj",
+            ("attention", c.hidden_size): "attention.o_proj",
+            ("deltanet", 2 * c.intermediate_size): "mlp.gate_up",
+            ("attention", 2 * c.intermediate_size): "mlp.gate_up"}
+
+
+def summarize_units(config: ModelConfig, words: list[int]) -> dict:
+    """The UNIT_CLOCK record (common.cuh) as SM clocks per layer and product:
+    units, when the first began and the last ended (from the layer's start),
+    and mean / max of each part of a unit, with the least time any page had
+    been issued before a warp had it (-1: its issue was not recorded)."""
+    n_units = min(words[0] & 0xFFFFFFFF, UNIT_CLOCK_UNITS)
+    layer_start = words[2:2 + UNIT_CLOCK_LAYERS + 1]
+    pages = UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS
+    issued = {words[pages + 2 * i]: words[pages + 2 * i + 1]
+              for i in range(UNIT_CLOCK_PAGES) if words[pages + 2 * i + 1]}
+    names = product_names(config)
+    groups: dict[tuple[int, str], list[list[int]]] = {}
+    for i in range(n_units):
+        rows, page_unit, _warp, *t = words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8]
+        k = sum(t[0] >= start for start in layer_start[1:UNIT_CLOCK_LAYERS])   # the window's layer
+        layer = UNIT_CLOCK_LAYER + k
+        kind = "attention" if config.layer_types[layer] == ATTENTION else "deltanet"
+        page = page_unit & 0xFFFFFFFF
+        groups.setdefault((layer, names.get((kind, rows), f"rows-{rows}")), []).append(
+            [t[0] - layer_start[k], t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3],
+             t[1] - issued[page] if page in issued else -1])
+    products = []
+    for (layer, name), units in sorted(groups.items()):
+        part = {key: [u[i] for u in units] for i, key in
+                enumerate(("top", "acquire", "sums", "release", "epilogue", "issued_before_had"))}
+        products.append({"layer": layer, "product": name, "units": len(units),
+                         "first_top": min(part["top"]), "last_done": max(u[0] + sum(u[1:5]) for u in units),
+                         **{key: [statistics.mean(part[key]), max(part[key])]
+                            for key in ("acquire", "sums", "release", "epilogue")},
+                         "issued_before_had_min": min(part["issued_before_had"])})
+    return {"clock": "SM clocks", "layer_clocks": [b - a for a, b in zip(layer_start, layer_start[1:])],
+            "products": products}
+
+
+def unit_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
+                   options: tuple[str, ...] = ()) -> dict:
+    """summarize_units of the second step of a two-step greedy launch of the
+    UNIT_CLOCK build (with extra NVRTC ``options``)."""
+    backend = MegakernelBackend(config, weights, device, prefill="reference",
+                                kernel_options=("-DUNIT_CLOCK=1", *options))
+    state = backend.new_state(depth + 8)
+    record = backend.barrier[2 + STAGE_CLOCK_WORDS:2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS]
+    for _ in range(2):   # a warm-up, then the one recorded
+        state.position = depth
+        torch.cuda.synchronize()
+        record.zero_()
+        list(backend.decode_greedy(1, state, 2, set()))
+    torch.cuda.synchronize()
+    return {"depth": depth, **summarize_units(config, record.cpu().tolist())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="qwen3.5-0.8b", choices=sorted(PRESETS))
@@ -122,6 +194,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
+    parser.add_argument("--units", action="store_true",
+                        help="also clock block 0's product units in four layers with the UNIT_CLOCK build "
+                             "(at the first depth)")
     args = parser.parse_args()
 
     device = torch.device("cuda")
@@ -148,6 +223,8 @@ def main() -> None:
             result[options]["stages"] = stage_breakdown(config, weights, device, depths[0], tuple(options.split()))
     if args.stages:
         result["stages"] = [stage_breakdown(config, weights, device, d) for d in depths]
+    if args.units:
+        result["units"] = unit_breakdown(config, weights, device, depths[0])
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
