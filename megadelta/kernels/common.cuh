@@ -447,16 +447,14 @@ __device__ __forceinline__ u64 sm_clock() {
 __device__ __forceinline__ void unit_clock_layer(u64* counter, int step, int layer, unsigned page) {
     if (!UNIT_CLOCK || thread_id() != 0) return;
     u64* words = unit_clock_words(counter);
-    const int k = layer - UNIT_CLOCK_LAYER;
-    const bool window = blockIdx.x == 0 && step == 1 && k >= 0 && k < UNIT_CLOCK_LAYERS;
-    if (blockIdx.x == 0 && step == 1 && k >= 0 && k <= UNIT_CLOCK_LAYERS) words[2 + k] = sm_clock();
-    if (window && k == 0) words[1] = page;
-    unit_clock_target() = window ? words : nullptr;
+    const int k = layer - UNIT_CLOCK_LAYER;   // the window's layers, then its end
+    const bool clocked = blockIdx.x == 0 && step == 1 && k >= 0 && k <= UNIT_CLOCK_LAYERS;
+    if (clocked) words[2 + k] = sm_clock();
+    if (clocked && k == 0) words[1] = page;
+    unit_clock_target() = clocked && k < UNIT_CLOCK_LAYERS ? words : nullptr;
 }
 // The window ends with the step's last layer at the latest.
-__device__ __forceinline__ void unit_clock_stop(u64* counter, int step) {
-    if (UNIT_CLOCK && thread_id() == 0) unit_clock_layer(counter, step, N_LAYERS, 0);
-}
+__device__ __forceinline__ void unit_clock_stop(u64* counter, int step) { unit_clock_layer(counter, step, N_LAYERS, 0); }
 
 // Lane 0 of a warp, after a unit's epilogue.
 __device__ __forceinline__ void unit_clock_unit(int rows, unsigned page, int unit, const u64 (&t)[5]) {

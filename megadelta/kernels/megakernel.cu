@@ -1,10 +1,10 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
 // a stage spreads its work over all compute warps of the grid. Within a layer
-// a stage waits for exactly the tagged words it reads (common.cuh); each
-// layer ends at a grid barrier, after the MLP's atomic adds (docs/megakernel.md). Each block's producer warp streams the
-// weights it will read, in order, into a ring in shared memory as far ahead as
-// the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
+// a stage waits for exactly the tagged words it reads (common.cuh); each layer
+// ends at a grid barrier, after the MLP's atomic adds (docs/megakernel.md).
+// Each block's producer warp streams the weights it will read, in order, into
+// a ring in shared memory as far ahead as the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
 // input token and publish it to host-mapped memory as soon as it is known.
 #include "attention.cuh"
 #include "deltanet.cuh"
