@@ -8,8 +8,7 @@ both write the same ``SequenceState`` the kernel continues from.
 
 Weights are repacked once for the kernel (see docs/megakernel.md): per layer one
 input-projection matrix ([q|k|v|z|b|a] or [q,gate|k|v]), gate and up rows
-interleaved, W_down transposed (a block multiplies its slice of h by rows of
-it), zero-centred norms stored as 1 + w; the embedding is used as is,
+interleaved, zero-centred norms stored as 1 + w; the embedding is used as is,
 for the input row and as the tied output projection.
 """
 
@@ -27,7 +26,6 @@ from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import (
     BLOCK_THREADS,
-    DELTANET_COLUMN_TILE,
     HANDOFF_TIMED_OUT,
     STAGE_CLOCK_WORDS,
     UNIT_CLOCK_WORDS,
@@ -40,7 +38,7 @@ from .state import ContextLengthError, SequenceState
 MATRIX_DTYPE = torch.bfloat16
 # Fields of struct LayerWeights (params.cuh), in order.
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
-                "q_norm", "k_norm", "w_gate_up", "w_down_t")
+                "q_norm", "k_norm", "w_gate_up", "w_down")
 POLL_SECONDS = 20e-6
 STAGING_ALIGN = 16   # cp.async copies 16-byte pieces
 
@@ -49,7 +47,7 @@ class Params(ctypes.Structure):
     """struct Params of params.cuh, field for field."""
 
     _fields_ = [(name, ctypes.c_uint64) for name in (
-        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "x_mid", "proj",
+        "layers", "embed", "final_norm", "conv_state", "dn_state", "k_cache", "v_cache", "x", "x_mid", "h", "proj",
         "mixer_out", "attn_partial", "argmax_val", "argmax_idx", "logits", "barrier",
         "tokens_out", "progress", "stop_ids")] + [(name, ctypes.c_int32) for name in (
         "n_stop", "max_seq", "first_token", "position", "n_steps")] + [
@@ -59,8 +57,8 @@ class Params(ctypes.Structure):
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
                  ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     """The kernel's layout of the weights: (global tensors, one dict per layer).
-    The prefill's fused matrices, with gate and up rows interleaved, W_down
-    transposed and the zero-centred norms stored as 1 + w."""
+    The prefill's fused matrices, with gate and up rows interleaved and the
+    zero-centred norms stored as 1 + w."""
     def plus_one(norm: torch.Tensor) -> torch.Tensor:
         return (1.0 + norm).contiguous()
 
@@ -73,7 +71,7 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
     for layer in fused.layers:
         m = layer.mixer
         packed = {"input_norm": plus_one(layer.input_norm), "post_norm": plus_one(layer.post_norm),
-                  "w_gate_up": interleave_rows(layer.gate_up), "w_down_t": layer.down.t().contiguous(),
+                  "w_gate_up": interleave_rows(layer.gate_up), "w_down": layer.down.contiguous(),
                   "w_in": m.in_proj, "w_out": m.out_proj}
         if layer.is_deltanet:
             packed.update(conv_w=m.conv, a_log=m.a_log, dt_bias=m.dt_bias, out_norm=m.norm)
@@ -85,16 +83,6 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
 
 def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
-
-
-def check_mlp_slice(config: ModelConfig, grid: int) -> None:
-    """A block keeps its slice of the MLP's h in shared memory, in MLP_H_SLOTS
-    (smem.cuh) floats; a slice is at most ceil(intermediate / grid) entries plus
-    the rounding of its units (under 8)."""
-    slots = config.linear_key_head_dim * DELTANET_COLUMN_TILE   # MLP_H_SLOTS shares s.dn_tile's floats
-    if -(-config.intermediate_size // grid) + 8 > slots:
-        raise ValueError(f"{config.name}: a grid of {grid} blocks leaves MLP slices larger than the "
-                         f"{slots} shared-memory slots of the megakernel")
 
 
 class KernelBuffers:
@@ -109,17 +97,17 @@ class KernelBuffers:
         self.layer_table = torch.tensor([[_ptr(layer.get(f)) for f in LAYER_FIELDS] for layer in self.layers],
                                         dtype=torch.int64).to(device)
         proj_rows = max(c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, 2 * c.q_size + 2 * c.kv_size)
-        check_mlp_slice(c, grid)
-        vec_max = max(c.hidden_size, c.value_dim, c.q_size)
+        mixer_out = max(c.value_dim, c.q_size)
         # Tagged words (kernels/common.cuh) start with tag 0, which no layer has.
         def tagged(n: int) -> torch.Tensor:
             return torch.zeros(n, dtype=torch.int64, device=device)
 
         self.scratch = {
-            "x": torch.empty(3, c.hidden_size, dtype=f32, device=device),   # three residual buffers
+            "x": tagged(c.hidden_size),
             "x_mid": tagged(c.hidden_size),
+            "h": tagged(c.intermediate_size),
             "proj": tagged(proj_rows),
-            "mixer_out": tagged(vec_max),
+            "mixer_out": tagged(mixer_out),
             "attn_partial": tagged(grid * c.queries_per_kv_head * (c.head_dim + 2)),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
@@ -142,7 +130,7 @@ class KernelBuffers:
             final_norm=_ptr(self.globals["final_norm"]),
             conv_state=_ptr(state.conv_state), dn_state=_ptr(state.deltanet_state),
             k_cache=_ptr(state.k_cache), v_cache=_ptr(state.v_cache),
-            x=_ptr(s["x"]), x_mid=_ptr(s["x_mid"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
+            x=_ptr(s["x"]), x_mid=_ptr(s["x_mid"]), h=_ptr(s["h"]), proj=_ptr(s["proj"]), mixer_out=_ptr(s["mixer_out"]),
             attn_partial=_ptr(s["attn_partial"]), argmax_val=_ptr(s["argmax_val"]),
             argmax_idx=_ptr(s["argmax_idx"]), logits=_ptr(self.logits) if logits else 0, barrier=barrier,
             tokens_out=tokens_out, progress=progress,

@@ -160,7 +160,7 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     dn, att = config.deltanet_layers[0], config.attention_layers[0]
     gate, up = weights[f"layers.{dn}.mlp.gate_proj.weight"], weights[f"layers.{dn}.mlp.up_proj.weight"]
     assert torch.equal(layers[dn]["w_gate_up"][0::2], gate) and torch.equal(layers[dn]["w_gate_up"][1::2], up)
-    assert torch.equal(layers[dn]["w_down_t"], weights[f"layers.{dn}.mlp.down_proj.weight"].t())
+    assert torch.equal(layers[dn]["w_down"], weights[f"layers.{dn}.mlp.down_proj.weight"])
     p = f"layers.{dn}.linear_attn."
     assert torch.equal(layers[dn]["w_in"], torch.cat([weights[p + n] for n in (
         "in_proj_qkv.weight", "in_proj_z.weight", "in_proj_b.weight", "in_proj_a.weight")]))
@@ -228,7 +228,7 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
 
 def test_unit_clock_record_is_summarized_per_layer_and_product():
     """timing --units reads the UNIT_CLOCK build's record (common.cuh): each unit
-    goes to the window layer it began in and to its product by the matrix's rows."""
+    goes to the window layer it began in and to its product by the matrix's shape."""
     from megadelta.kernels.codegen import UNIT_CLOCK_HEADER, UNIT_CLOCK_UNITS, UNIT_CLOCK_WORDS
     from megadelta.kernels.timing import summarize_units
 
@@ -236,12 +236,14 @@ def test_unit_clock_record_is_summarized_per_layer_and_product():
     words = [0] * UNIT_CLOCK_WORDS
     words[2:7] = [1000, 2000, 3000, 4000, 5000]   # layers 4..7 start, then the window ends
     dn_in_rows = config.conv_dim + config.value_dim + 2 * config.linear_num_value_heads
-    units = [(dn_in_rows, 7, 1100, 1150, 1400, 1410, 1500),        # layer 4 (DeltaNet)
-             (dn_in_rows, 8, 1120, 1200, 1500, 1510, 1650),
-             (config.hidden_size, 30, 4100, 4130, 4300, 4310, 4350)]   # layer 7 (attention)
+    dn_in, o_proj = (dn_in_rows, config.hidden_size), (config.hidden_size, config.q_size)
+    units = [(dn_in, 7, 1100, 1150, 1400, 1410, 1500),        # layer 4 (DeltaNet)
+             (dn_in, 8, 1120, 1200, 1500, 1510, 1650),
+             (o_proj, 30, 4100, 4130, 4300, 4310, 4350)]   # layer 7 (attention)
     words[0] = len(units)
-    for i, (rows, page, *t) in enumerate(units):
-        words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8] = [rows, page | (i << 32), 0, *t]
+    for i, ((rows, columns), page, *t) in enumerate(units):
+        words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8] = [rows | columns << 32, page | (i << 32),
+                                                                           0, *t]
     pages = UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS
     words[pages + 2 * 7: pages + 2 * 7 + 2] = [7, 900]
     words[pages + 2 * 8: pages + 2 * 8 + 2] = [8, 1000]

@@ -80,6 +80,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
     const int lane = lane_id(), warp = warp_id();
     const int n_pos = pos + 1;
     const Split split = attention_split(n_pos);
+    settle_before_polling();
     for (int item = blockIdx.x; item < N_KV_HEADS * split.chunks; item += gridDim.x) {
         const int kvh = item / split.chunks, chunk = item % split.chunks;
         const int t0 = chunk * split.chunk_len, t1 = min(t0 + split.chunk_len, n_pos);
@@ -210,6 +211,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
 __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsigned tag) {
     const int lane = lane_id();
     const Split split = attention_split(pos + 1);
+    settle_before_polling();
     for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;

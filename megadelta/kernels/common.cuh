@@ -41,6 +41,10 @@ typedef unsigned long long u64;
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// The larger of two compile-time sizes.
+template <class T>
+constexpr T cmax(T a, T b) { return a > b ? a : b; }
+
 // ---- thread coordinates ---------------------------------------------------
 // Read through volatile asm so the compiler recomputes them where used instead
 // of hoisting dozens of derived indices out of the step loop and keeping them
@@ -71,6 +75,13 @@ __device__ __forceinline__ int grid_warps() {
 
 // The compute threads' block barrier (named barrier 1: the producer warp is not in it).
 __device__ __forceinline__ void block_sync() { asm volatile("bar.sync 1, %0;" :: "n"(THREADS) : "memory"); }
+
+// Before a stage polls words other blocks write: every warp of the block is
+// through the work before it. A warp that polls issues global loads in a tight
+// loop on the load/store pipeline that the block's slower warps need for their
+// products' shared-memory reads; without this barrier their last units took up
+// to 3x longer, and every other block waited for them (v24, docs/perf-notes.md).
+__device__ __forceinline__ void settle_before_polling() { block_sync(); }
 
 // ---- bf16 <-> float -------------------------------------------------------
 __device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
@@ -248,21 +259,6 @@ __device__ __forceinline__ void await_tagged(u64 (&w)[N], unsigned tag, u64* rep
     }
 }
 
-// ---- reductions into global memory ----------------------------------------
-// p[0..4) += v, atomically per float, no reply (p 16-byte aligned): one
-// vector reduction on Hopper, four scalar ones before it.
-__device__ __forceinline__ void red_add4(float* p, float4 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
-                 :: "l"(p), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w) : "memory");
-#else
-    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p), "f"(v.x) : "memory");
-    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 1), "f"(v.y) : "memory");
-    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 2), "f"(v.z) : "memory");
-    asm volatile("red.global.add.f32 [%0], %1;" :: "l"(p + 3), "f"(v.w) : "memory");
-#endif
-}
-
 // ---- math -----------------------------------------------------------------
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -347,15 +343,14 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
     __trap();
 }
 
-// STAGE_CLOCK (timing builds only, megadelta.kernels.timing --stages): record, per
-// barrier, the global-timer time the last block arrived and the time block 0
-// left, in a ring of STAGE_CLOCK_SLOTS (last, left) pairs after counter[2]
-// indexed by the barrier's number. Stage i's time is last[i] - left[i-1]; the
-// barrier's own latency is left[i] - last[i]. Between two barriers (a layer
-// holds several stages), each block also times the StagePoints it passes, in the
-// order passed (up to STAGE_POINT_SLOTS), from the moment it left the previous
-// barrier; per barrier and point the ring after the pairs holds the maximum
-// over blocks, the sum (the host divides by the grid) and the point's kind + 1.
+// STAGE_CLOCK (timing builds only, megadelta.kernels.timing --stages): a
+// stage is a layer or the output projection, numbered in the launch (step *
+// (N_LAYERS + 1) + layer, the output projection last). Each block's thread 0
+// marks where it begins each stage (stage_begin) and times the StagePoints it
+// passes in it, in the order passed (up to STAGE_POINT_SLOTS), from that
+// moment. After counter[2], per stage number (mod STAGE_CLOCK_SLOTS): the
+// longest and the summed duration over blocks (the host divides by the grid),
+// then per point the maximum over blocks, the sum and the point's kind + 1.
 #ifndef STAGE_CLOCK
 #define STAGE_CLOCK 0
 #endif
@@ -363,7 +358,7 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 #define STAGE_POINT_SLOTS 16
 
 enum StagePoint {
-    POINT_DONE,     // every thread reached the barrier at the end of the stage
+    POINT_DONE,     // every thread reached the grid barrier (the argmax's)
     POINT_LOADED,   // a vector from global memory is in registers (thread 0's part)
     POINT_NORMED,   // its norm is known (after the block reduction)
     POINT_PRODUCT,  // warp 0 is through its part of a matrix product
@@ -377,10 +372,11 @@ __device__ __forceinline__ u64 global_timer_ns() {
     return t;
 }
 
-// When this block left its last barrier, that barrier's number, the barrier
-// counter the ring follows and the points passed since (thread 0's).
+// When this block began its current stage, the stage's number, the clock's
+// words (Params::barrier; null before the first stage) and the points passed since.
 struct StageStart {
-    u64 time, number;
+    u64 time;
+    unsigned number;
     u64* counter;
     unsigned points;
 };
@@ -394,19 +390,32 @@ __device__ __forceinline__ void stage_point(StagePoint point) {
         StageStart& start = stage_start();
         const u64 elapsed = global_timer_ns() - start.time;
         const unsigned k = start.points++;
-        if (k >= STAGE_POINT_SLOTS) return;
+        if (start.counter == nullptr || k >= STAGE_POINT_SLOTS) return;
         u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
-                    + ((start.number + 1) % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
+                    + (start.number % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
         atomicMax(slot, elapsed);
         atomicAdd(slot + 1, elapsed);
         slot[2] = point + 1;
     }
 }
 
-// At launch: the first stage starts now, after barrier number counter / grid - 1.
-__device__ __forceinline__ void stage_clock_init(u64* counter) {
-    if (STAGE_CLOCK && thread_id() == 0)
-        stage_start() = {global_timer_ns(), load_acquire(counter) / gridDim.x - 1, counter, 0u};
+// Thread 0, as the block begins stage `number` (or, past the last, ends the launch's last stage).
+__device__ __forceinline__ void stage_begin(u64* counter, unsigned number) {
+    if (STAGE_CLOCK && thread_id() == 0) {
+        StageStart& start = stage_start();
+        const u64 now = global_timer_ns();
+        if (start.counter != nullptr) {
+            u64* pair = counter + 2 + 2 * (start.number % STAGE_CLOCK_SLOTS);
+            atomicMax(pair, now - start.time);
+            atomicAdd(pair + 1, now - start.time);
+        }
+        start = {now, number, counter, 0u};
+    }
+}
+
+// At launch: no stage has begun.
+__device__ __forceinline__ void stage_clock_init() {
+    if (STAGE_CLOCK && thread_id() == 0) stage_start() = {0u, 0u, nullptr, 0u};
 }
 
 // UNIT_CLOCK (timing builds only, megadelta.kernels.timing --units): block 0
@@ -418,7 +427,7 @@ __device__ __forceinline__ void stage_clock_init(u64* counter) {
 // stage clock (a point per warp 0 and stage) cannot say. After the stage
 // clock's words: a header (units recorded, the window's first page, the clock
 // at the start of each of its layers and at its end), then UNIT_CLOCK_UNITS
-// records of 8 words (rows of the matrix, page | unit << 32, warp, 5 clocks),
+// records of 8 words (rows | columns << 32 of the matrix, page | unit << 32, warp, 5 clocks),
 // then UNIT_CLOCK_PAGES (page, clock) pairs.
 #ifndef UNIT_CLOCK
 #define UNIT_CLOCK 0
@@ -457,13 +466,13 @@ __device__ __forceinline__ void unit_clock_layer(u64* counter, int step, int lay
 __device__ __forceinline__ void unit_clock_stop(u64* counter, int step) { unit_clock_layer(counter, step, N_LAYERS, 0); }
 
 // Lane 0 of a warp, after a unit's epilogue.
-__device__ __forceinline__ void unit_clock_unit(int rows, unsigned page, int unit, const u64 (&t)[5]) {
+__device__ __forceinline__ void unit_clock_unit(int rows, int columns, unsigned page, int unit, const u64 (&t)[5]) {
     u64* words = UNIT_CLOCK ? unit_clock_target() : nullptr;
     if (words == nullptr || lane_id() != 0) return;
     const unsigned n = atomicAdd(reinterpret_cast<unsigned*>(words), 1u);
     if (n >= UNIT_CLOCK_UNITS) return;
     u64* e = words + UNIT_CLOCK_HEADER + 8 * (size_t)n;
-    e[0] = rows;
+    e[0] = rows | (u64)columns << 32;
     e[1] = page | ((u64)unit << 32);
     e[2] = warp_id();
 #pragma unroll
@@ -485,14 +494,9 @@ __device__ __forceinline__ void grid_barrier(u64* counter) {
     stage_point(POINT_DONE);
     if (thread_id() == 0) {
         const u64 n = gridDim.x;
-        const u64 number = arrive_release(counter) / n;
-        u64* clock = counter + 2 + 2 * (number % STAGE_CLOCK_SLOTS);
-        if (STAGE_CLOCK) atomicMax(clock, global_timer_ns());
-        const u64 target = (number + 1) * n;
+        const u64 target = (arrive_release(counter) / n + 1) * n;
         for (unsigned polls = 0; load_acquire(counter) < target; ++polls)
             if (polls == BARRIER_MAX_POLLS) barrier_timed_out(counter);
-        if (STAGE_CLOCK && blockIdx.x == 0) clock[1] = global_timer_ns();
-        if (STAGE_CLOCK) stage_start() = {global_timer_ns(), number, counter, 0u};
     }
     block_sync();
 }

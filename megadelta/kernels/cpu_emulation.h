@@ -45,6 +45,8 @@ struct uint4 { unsigned x, y, z, w; };
 struct float4 { float x, y, z, w; };
 struct Index { unsigned x; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+template <class T>
+constexpr T cmax(T a, T b) { return a > b ? a : b; }
 
 struct EmulatedGrid {
     std::vector<std::barrier<>*> all_thread_barriers;   // one per block
@@ -78,6 +80,7 @@ inline int grid_warps() { return gridDim.x * WARPS; }
 // __syncthreads: every thread of the block (the producer warp too); block_sync: the compute threads.
 inline void __syncthreads() { emulated_grid->all_thread_barriers[blockIdx.x]->arrive_and_wait(); }
 inline void block_sync() { emulated_grid->block_barriers[blockIdx.x]->arrive_and_wait(); }
+inline void settle_before_polling() { block_sync(); }
 inline void __syncwarp() { emulated_grid->warp_barriers[grid_warp()]->arrive_and_wait(); }
 template <class T>
 inline T exchange(std::vector<T>& slots, T v, int lane) {
@@ -190,10 +193,6 @@ inline void await_tagged(u64 (&w)[N], unsigned tag, u64*, At at) {
             if (!has_tag(w[i], tag)) w[i] = load_tagged(at(i));
     }
 }
-inline void red_add4(float* p, float4 v) {
-    const float add[4] = {v.x, v.y, v.z, v.w};
-    for (int i = 0; i < 4; ++i) std::atomic_ref<float>(p[i]).fetch_add(add[i]);
-}
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
@@ -230,13 +229,14 @@ inline float block_sum(float v, float* scratch) {
 // STAGE_CLOCK builds are GPU-only (they read the global timer).
 enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_AWAITED, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
-inline void stage_clock_init(u64*) {}
+inline void stage_clock_init() {}
+inline void stage_begin(u64*, unsigned) {}
 // UNIT_CLOCK builds are GPU-only too.
 #define UNIT_CLOCK 0
 inline u64 sm_clock() { return 0; }
 inline void unit_clock_layer(u64*, int, int, unsigned) {}
 inline void unit_clock_stop(u64*, int) {}
-inline void unit_clock_unit(int, unsigned, int, const u64 (&)[5]) {}
+inline void unit_clock_unit(int, int, unsigned, int, const u64 (&)[5]) {}
 inline void unit_clock_page(u64*, unsigned) {}
 inline void grid_barrier(u64* counter) {
     block_sync();

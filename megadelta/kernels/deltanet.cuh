@@ -96,6 +96,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     constexpr int ROWS = DN_KEY_DIM / WARPS;
     const int lane = lane_id(), warp = warp_id();
     async_wait_all();   // made visible to the block by the __syncthreads below
+    settle_before_polling();
     for (int item = blockIdx.x; item < DN_ITEMS; item += gridDim.x) {
         const int h = item / DN_TILES, j = (item % DN_TILES) * 32 + lane, kh = h / DN_V_PER_K;
         // This column's v and the head's b and a (tagged, waited for after q and k)
@@ -146,21 +147,6 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
     }
 }
 
-// out_proj and attention's o_proj end the same way: p.x_mid = residual + W . s.vec,
-// the residual the copy of the layer's input this block loaded at its start
-// (s.residual): no global load waits in this stage's epilogue.
-template <class M>
-__device__ __forceinline__ void project_and_add_residual(const Params& p, unsigned tag, const Stage& st, Smem& s) {
-    static_assert(M::ROWS == HIDDEN, "an output projection yields the residual stream's rows");
-    const float* residual = s.residual;
-    u64* x_mid = p.x_mid;
-    matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
-        const int row = row0 + lane_id();
-        const float y = sum_of_lane<M::R>(sums);
-        if (lane_id() < M::R && row < HIDDEN) publish(x_mid + row, residual[row] + y, tag);
-    });
-}
-
 // Stage 3, input: the gated norm of the recurrence output into s.vec. A warp
 // normalises heads warp, warp + WARPS, ...: with the register hand-off, o and z
 // of two of them are loaded in one round trip rather than one a head (without
@@ -168,6 +154,7 @@ __device__ __forceinline__ void project_and_add_residual(const Params& p, unsign
 constexpr int GATED_NORM_HEADS = DN_VALUE_HEADS % (2 * WARPS) == 0 && REGISTER_HANDOFF ? 2 : 1;
 __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, unsigned tag, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32, GROUP = GATED_NORM_HEADS;
+    settle_before_polling();
     const int lane = lane_id(), warp = warp_id();
     for (int h0 = warp; h0 < DN_VALUE_HEADS; h0 += GROUP * WARPS) {
         // o and z of the group's heads (tagged) and the norm weight in one round trip

@@ -177,7 +177,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
         if (UNIT_CLOCK) {
             __syncwarp();
             clock[4] = sm_clock();
-            unit_clock_unit(M::ROWS, st.page0 + j / M::UNITS_PER_PAGE, j, clock);
+            unit_clock_unit(M::ROWS, M::K, st.page0 + j / M::UNITS_PER_PAGE, j, clock);
         }
     }
     stage_point(POINT_PRODUCT);
@@ -187,6 +187,21 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
 template <class M, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, Epilogue epi) {
     matvec<M>(st, ring, xs, NoRowInputs{}, RowInputs<0>{}, epi);
+}
+
+// The output projections end the same way: out = residual + W . s.vec, the
+// residual this block's copy of the stream (s.residual: the layer's input for
+// out_proj and o_proj, x_mid for the MLP's down product), so no global load
+// waits in the epilogue.
+template <class M>
+__device__ __forceinline__ void project_and_add_residual(u64* out, unsigned tag, const Stage& st, Smem& s) {
+    static_assert(M::ROWS == HIDDEN, "an output projection yields the residual stream's rows");
+    const float* residual = s.residual;
+    matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
+        const int row = row0 + lane_id();
+        const float y = sum_of_lane<M::R>(sums);
+        if (lane_id() < M::R && row < HIDDEN) publish(out + row, residual[row] + y, tag);
+    });
 }
 
 // ---- moving vectors into shared memory -------------------------------------
@@ -200,7 +215,6 @@ struct VectorSlices {
     static constexpr int PER_THREAD = (N4 + THREADS - 1) / THREADS;
 };
 
-__device__ __forceinline__ float4 load4(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
 // Four bf16 (the embedding row) as floats.
 __device__ __forceinline__ float4 load4(const bf16_t* p) {
     const uint2 u = *reinterpret_cast<const uint2*>(p);
@@ -227,9 +241,11 @@ __device__ __forceinline__ void fetch_slices(const T* x, int n4, float4 (&v)[PER
         if (j < n4) v[i] = load4(x + 4 * j);
     }
 }
-// ... of a tagged vector, once every word carries its tag.
+// ... of a tagged vector, once every word carries its tag (after the block's
+// warps are through their work: settle_before_polling).
 template <int PER>
 __device__ __forceinline__ void fetch_slices(const TaggedVector& x, int n4, float4 (&v)[PER]) {
+    settle_before_polling();
     u64 w[4 * PER];
 #pragma unroll
     for (int i = 0; i < PER; ++i) {
@@ -296,7 +312,8 @@ __device__ __forceinline__ void await_lanes(const TaggedVector& x, float (&v)[N 
     for (int e = 0; e < PER_LANE; ++e) v[e] = tagged_value(w[e]);
 }
 
-// x (written by other blocks) -> shared memory (permuted), as it is.
+// x (written by other blocks) -> shared memory (permuted), as it is (every
+// warp is done with what xs held: fetch_slices settles the block first).
 template <int K>
 __device__ __forceinline__ void load_vector(const TaggedVector& x, float* xs) {
     using V = VectorSlices<K>;

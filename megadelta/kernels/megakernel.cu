@@ -1,8 +1,8 @@
 // The decode megakernel: whole decode steps of a Qwen3.5 model in one
 // persistent cooperative launch. Every block runs the same sequence of stages;
-// a stage spreads its work over all compute warps of the grid. Within a layer
-// a stage waits for exactly the tagged words it reads (common.cuh); each layer
-// ends at a grid barrier, after the MLP's atomic adds (docs/megakernel.md).
+// a stage spreads its work over all compute warps of the grid and waits for
+// exactly the tagged words it reads (common.cuh); the one grid barrier of a
+// step is the argmax's (docs/megakernel.md).
 // Each block's producer warp streams the weights it will read, in order, into
 // a ring in shared memory as far ahead as the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
 // input token and publish it to host-mapped memory as soon as it is known.
@@ -12,13 +12,12 @@
 #include "mlp.cuh"
 
 // The normed input of a layer in s.vec and the input itself in s.residual:
-// the first layer of a step takes the token's embedding row. Also clears the
-// residual buffer two layers ahead.
+// the first layer of a step takes the token's embedding row, the others x as
+// the layer before (tag - 1) wrote it.
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer, unsigned tag,
                                                  int token, Smem& s) {
-    clear_residual_ahead(p, tag);
     if (layer > 0)
-        load_rms_normed<HIDDEN>(residual_stream(p, tag), L.input_norm, s.vec, s.scratch, s.residual);
+        load_rms_normed<HIDDEN>(TaggedVector{p.x, tag - 1, p.barrier}, L.input_norm, s.vec, s.scratch, s.residual);
     else
         load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
@@ -31,7 +30,7 @@ __device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int l
     const bool mixer = LAYER_IS_ATTENTION[layer]
         ? out.give<AttentionInProj>(L.w_in) && out.give<AttentionOutProj>(L.w_out)
         : out.give<DeltaNetInProj>(L.w_in) && out.give<DeltaNetOutProj>(L.w_out);
-    return mixer && out.give<GateUp>(L.w_gate_up) && out.give<DownT>(L.w_down_t);
+    return mixer && out.give<GateUp>(L.w_gate_up) && out.give<Down>(L.w_down);
 }
 
 __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
@@ -60,7 +59,7 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     deltanet_recurrence(p, L, slot, tag, s);
     const Stage w_out = ws.take<DeltaNetOutProj>();
     deltanet_gated_norm(p, L, tag, s);
-    project_and_add_residual<DeltaNetOutProj>(p, tag, w_out, s);
+    project_and_add_residual<DeltaNetOutProj>(p.x_mid, tag, w_out, s);
 }
 
 __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeights& L, int layer, unsigned tag,
@@ -74,19 +73,17 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     const Stage w_out = ws.take<AttentionOutProj>();
     load_vector<Q_SIZE>({p.mixer_out, tag, p.barrier}, s.vec);
     stage_point(POINT_AWAITED);
-    project_and_add_residual<AttentionOutProj>(p, tag, w_out, s);
+    project_and_add_residual<AttentionOutProj>(p.x_mid, tag, w_out, s);
 }
 
-// After the mixer, one stage: the gate/up product on the block's rows, then its
-// slice of h through the matching rows of W_down^T; the layer's grid barrier.
+// After the mixer: h from the block's gate/up rows, then x from its rows of W_down.
 __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L, unsigned tag, WeightStream& ws,
                                           Smem& s) {
     const Stage w_gate_up = ws.take<GateUp>();
-    const Stage w_down_t = ws.take<DownT>();
+    const Stage w_down = ws.take<Down>();
     load_rms_normed<HIDDEN>(TaggedVector{p.x_mid, tag, p.barrier}, L.post_norm, s.vec, s.scratch, s.residual);
-    mlp_up(L, w_gate_up, s);
-    mlp_down(p, tag, w_down_t, s);
-    grid_barrier(p.barrier);
+    mlp_up(p, tag, w_gate_up, s);
+    mlp_down(p, tag, w_down, s);
 }
 
 __device__ __forceinline__ bool is_stop_token(const Params& p, int token) {
@@ -104,6 +101,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
         for (int layer = 0; layer < N_LAYERS; ++layer) {
             const LayerWeights& L = p.layers[layer];
             const unsigned tag = step_tag + layer;
+            stage_begin(p.barrier, step * (N_LAYERS + 1) + layer);
             unit_clock_layer(p.barrier, step, layer, ws.next);
             if (LAYER_IS_ATTENTION[layer])
                 attention_layer(p, L, layer, tag, token, pos, ws, s);
@@ -111,9 +109,11 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
                 deltanet_layer(p, L, layer, tag, token, ws, s);
             mlp_block(p, L, tag, ws, s);
         }
+        stage_begin(p.barrier, step * (N_LAYERS + 1) + N_LAYERS);
         unit_clock_stop(p.barrier, step);
         const Stage lm_head = ws.take<OutputProjection>();
-        load_rms_normed<HIDDEN>(residual_stream(p, step_tag + N_LAYERS), p.final_norm, s.vec, s.scratch, nullptr);
+        load_rms_normed<HIDDEN>(TaggedVector{p.x, step_tag + N_LAYERS - 1, p.barrier}, p.final_norm, s.vec,
+                                s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
@@ -123,6 +123,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
         }
         if (is_stop_token(p, token)) break;
     }
+    stage_begin(p.barrier, p.n_steps * (N_LAYERS + 1));   // the end of the last stage
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(const Params p) {
@@ -134,9 +135,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(
         return;
     }
     compute_registers();
-    stage_clock_init(p.barrier);
-    clear_residual_ahead(p, p.epoch - 1);   // the first layer's MLP adds into it
-    grid_barrier(p.barrier);
+    stage_clock_init();
     decode_steps(p, s);
     if (thread_id() == 0) s.ring.stop = 1;   // a stop token may leave units the producer waits to give
 }

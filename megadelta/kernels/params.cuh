@@ -16,7 +16,7 @@ struct LayerWeights {
     const float* q_norm;          // attention [HEAD_DIM], 1 + w
     const float* k_norm;          // attention [HEAD_DIM], 1 + w
     const bf16_t* w_gate_up;      // [2 * INTERMEDIATE, HIDDEN]: gate row i, up row i, gate row i+1, ...
-    const bf16_t* w_down_t;       // [INTERMEDIATE, HIDDEN]: W_down transposed, row i multiplies h[i]
+    const bf16_t* w_down;         // [HIDDEN, INTERMEDIATE]
 };
 
 struct Params {
@@ -29,10 +29,11 @@ struct Params {
     bf16_t* k_cache;              // [n_attention, N_KV_HEADS, max_seq, HEAD_DIM]
     bf16_t* v_cache;
     // scratch: float32, or tagged words (common.cuh: a float and the tag of the layer that wrote it)
-    float* x;                     // [3, HIDDEN] residual stream between layers (residual_stream)
+    u64* x;                       // [HIDDEN] tagged: the residual stream between layers
     u64* x_mid;                   // [HIDDEN] tagged: x after the mixer, the MLP's input
+    u64* h;                       // [INTERMEDIATE] tagged: the MLP's silu(gate) * up
     u64* proj;                    // [PROJ_ROWS_MAX] tagged: input projections (after conv + SiLU for q|k|v)
-    u64* mixer_out;               // [VEC_MAX] tagged: delta-rule output / gated attention output
+    u64* mixer_out;               // [max(VALUE_DIM, Q_SIZE)] tagged: delta-rule output / gated attention output
     u64* attn_partial;            // [gridDim.x, QUERIES_PER_KV, HEAD_DIM + 2] tagged: flash-decoding partials
     float* argmax_val;            // [gridDim.x]
     int* argmax_idx;              // [gridDim.x]

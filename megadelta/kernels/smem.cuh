@@ -4,17 +4,13 @@
 #include "params.cuh"
 #include "staging.cuh"
 
-// A block's slice of h has ceil(INTERMEDIATE / gridDim.x) entries at most; the
-// host refuses grids that would need more (megakernel.py).
-constexpr int MLP_H_SLOTS = DN_KEY_DIM * 32;
-
 struct Smem {
     __align__(16) float vec[VEC_MAX];                        // input vector of the current matrix-vector product
     float scratch[32];                         // block reductions
     // The residual stream as this block loaded it: the layer's input until the
-    // mixer's output projection adds to it (each block reads its rows' residuals
-    // here, not from global memory), then x after the mixer for the MLP's down
-    // product, to which block 0 adds it.
+    // mixer's output projection adds to it, then x after the mixer until the
+    // MLP's down product adds to that (each block reads its rows' residuals
+    // here, not from global memory).
     __align__(16) float residual[HIDDEN];
     // Gated DeltaNet recurrence
     float dn_q[DN_KEY_DIM];                    // L2-normalised, scaled query of the item's key head
@@ -31,10 +27,7 @@ struct Smem {
     // argmax
     float best_val[WARPS];
     int best_idx[WARPS];
-    union {   // the recurrence and the MLP are different stages
-        __align__(16) float dn_tile[DN_KEY_DIM][32];         // staged DeltaNet state tile of the block's first item
-        float mlp_h[MLP_H_SLOTS];                            // the block's slice of the MLP's h
-    };
+    __align__(16) float dn_tile[DN_KEY_DIM][32];             // staged DeltaNet state tile of the block's first item
     Ring ring;                                 // weight staging (staging.cuh)
 };
 

@@ -3,8 +3,8 @@
 //
 // Every weight matrix a step reads is cut into units of R rows, and each block
 // owns a contiguous run of units of each matrix (block_units), cut into pages
-// of up to PAGE_BYTES (whole units, contiguous in global memory: one bulk copy
-// a page).
+// of up to PAGE_BYTES (as many whole units as fit, contiguous in global memory:
+// one bulk copy a page).
 // The order in which a block reads its pages over a whole launch is fixed
 // (steps, layers, then in_proj, out_proj, gate/up, down; the output projection
 // last), so the producer walks that order on its own, one page per slot, as far
@@ -37,9 +37,13 @@
 #ifndef UNIT_CHUNKS
 #define UNIT_CHUNKS (REGISTER_HANDOFF ? 8 : 4)
 #endif
-#ifndef PAGE_BYTES
-#define PAGE_BYTES 8192u
+// Pages are 8 KB (v15c in docs/perf-notes.md), or one row of the longest
+// matrix where a row is longer (the 2B config's W_down rows: 12 KB).
+#ifndef PAGE_BYTES_MIN
+#define PAGE_BYTES_MIN 8192u
 #endif
+constexpr int K_MAX = cmax(cmax(HIDDEN, INTERMEDIATE), cmax(VALUE_DIM, Q_SIZE));
+constexpr unsigned PAGE_BYTES = cmax(PAGE_BYTES_MIN, 2u * K_MAX);
 #ifndef PAGES_IN_FLIGHT
 #define PAGES_IN_FLIGHT 3
 #endif
@@ -80,7 +84,7 @@ using AttentionInProj = Matrix<HIDDEN, R_IN, ATTN_PROJ_ROWS>;                   
 using DeltaNetOutProj = Matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value, HIDDEN>;   // out_proj
 using AttentionOutProj = Matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value, HIDDEN>;        // o_proj
 using GateUp = Matrix<HIDDEN, UP_ROWS, 2 * INTERMEDIATE>;                           // gate and up rows interleaved
-using DownT = Matrix<HIDDEN, UP_ROWS / 2, INTERMEDIATE>;                            // W_down^T
+using Down = Matrix<INTERMEDIATE, RowsPerWarp<INTERMEDIATE>::value, HIDDEN>;        // W_down
 using OutputProjection = Matrix<HIDDEN, R_IN, VOCAB>;                               // the tied embedding
 
 template <class... M>
@@ -88,10 +92,10 @@ constexpr unsigned unit_bytes_max() { unsigned b = 0; ((b = M::UNIT_BYTES > b ? 
 template <class... M>
 constexpr unsigned unit_bytes_min() { unsigned b = ~0u; ((b = M::UNIT_BYTES < b ? M::UNIT_BYTES : b), ...); return b; }
 constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
-                                                   AttentionOutProj, GateUp, DownT, OutputProjection>();
+                                                   AttentionOutProj, GateUp, Down, OutputProjection>();
 constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
-                                                   AttentionOutProj, GateUp, DownT, OutputProjection>();
-static_assert(PAGE_BYTES % UNIT_BYTES_MAX == 0 && PAGE_BYTES % UNIT_BYTES_MIN == 0, "pages hold whole units");
+                                                   AttentionOutProj, GateUp, Down, OutputProjection>();
+static_assert(UNIT_BYTES_MAX <= PAGE_BYTES, "a page holds at least one unit");
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
 
 // Where page q of the block's sequence sits: slot q % slots, and how often the

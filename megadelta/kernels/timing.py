@@ -6,8 +6,9 @@ Measures, on random weights: the read bandwidth (the floor's denominator),
 tg128 (128 greedy tokens in one launch from a 1-token context), the per-step
 latency of single-step decode, and greedy throughput at deeper contexts (the KV
 cache is filled with random values instead of a slow prefill: timing only).
-With ``--stages``, a build that clocks every grid barrier (STAGE_CLOCK in
-common.cuh) splits one step into its stages and the barriers' own latency.
+With ``--stages``, a build that clocks where each block begins each layer and
+the output projection (STAGE_CLOCK in common.cuh) splits one step into those
+stages and the points each block passes in them.
 With ``--units``, a build that clocks every product unit of block 0 in four
 layers (UNIT_CLOCK) says where a product's time goes: the wait for the unit's
 page, the sums, the release, the epilogue, and how long before the page had
@@ -41,11 +42,6 @@ from .codegen import (
     UNIT_CLOCK_WORDS,
 )
 
-# What runs between two grid barriers: a whole layer (its stages hand over
-# through tagged words; the StagePoints split it), and the output projection.
-LAYER_STAGES = {"deltanet": ("deltanet",), "attention": ("attention",)}
-
-
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
     state = backend.new_state(depth + n_gen + 2)
     state.k_cache.normal_()
@@ -70,65 +66,68 @@ def time_backend(backend: MegakernelBackend, depths: list[int], reps: int, floor
     return out
 
 
+# Steps of the launch the stage clock times (its last); their stages fit the clock's slots.
+STAGE_STEPS = 8
+
+
 def stage_names(config: ModelConfig) -> list[str]:
-    """One name per grid barrier of a decode step, in order."""
-    names = [n for t in config.layer_types for n in LAYER_STAGES["attention" if t == ATTENTION else "deltanet"]]
-    return names + ["lm_head"]
+    """The stages of a decode step, in order (common.cuh, STAGE_CLOCK): each layer, then the output projection."""
+    return ["attention" if t == ATTENTION else "deltanet" for t in config.layer_types] + ["lm_head"]
 
 
 def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
                     options: tuple[str, ...] = ()) -> dict:
-    """Microseconds per stage kind (summed over layers), and when within their
-    stages the blocks passed each StagePoint, in the order passed (kind, mean
-    and slowest block, summed over layers), from the second step of a two-step
-    greedy launch of the STAGE_CLOCK build (with extra NVRTC ``options``)."""
+    """Microseconds per stage kind (mean over blocks of each block's time in
+    the stage, summed over layers; and the slowest block's), and when within
+    their stages the blocks passed each StagePoint, in the order passed (kind,
+    mean and slowest block, summed over layers), from the last step of a
+    STAGE_STEPS-step greedy launch of the STAGE_CLOCK build (with extra NVRTC
+    ``options``): a step well inside a multi-step launch, as tg128 runs them."""
     backend = MegakernelBackend(config, weights, device, prefill="reference",
                                 kernel_options=("-DSTAGE_CLOCK=1", *options))
     names = stage_names(config)
-    state = backend.new_state(depth + 8)
+    assert STAGE_STEPS * len(names) <= STAGE_CLOCK_SLOTS, "the launch's stages overflow the clock's slots"
+    state = backend.new_state(depth + STAGE_STEPS + 2)
     state.position = depth
-    list(backend.decode_greedy(1, state, 2, set()))   # warm-up
+    list(backend.decode_greedy(1, state, STAGE_STEPS, set()))   # warm-up
     state.position = depth
     torch.cuda.synchronize()
     clock_words = backend.barrier[2:2 + STAGE_CLOCK_WORDS]   # after the counter and the report address
     clock_words.zero_()
-    # The second step's first barrier, after the launch's first (megakernel.cu) and the first step's.
-    first = int(backend.barrier[0]) // backend.grid + 1 + len(names)
-    list(backend.decode_greedy(1, state, 2, set()))
+    list(backend.decode_greedy(1, state, STAGE_STEPS, set()))
     torch.cuda.synchronize()
     clock = clock_words.cpu()
-    pairs = clock[:2 * STAGE_CLOCK_SLOTS].view(STAGE_CLOCK_SLOTS, 2)
+    durations = clock[:2 * STAGE_CLOCK_SLOTS].view(STAGE_CLOCK_SLOTS, 2)
     points = clock[2 * STAGE_CLOCK_SLOTS:].view(STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, 3)
-    slot = [(first + i) % STAGE_CLOCK_SLOTS for i in range(-1, len(names))]
-    last, left = pairs[slot, 0].tolist(), pairs[slot, 1].tolist()
-    stages: dict[str, float] = {}
+    stages: dict[str, list[float]] = {}
     inside: dict[str, list[list]] = {}
-    barrier_us = 0.0
-    for i, name in enumerate(names, start=1):
-        stages[name] = stages.get(name, 0.0) + (last[i] - left[i - 1]) / 1e3
-        barrier_us += (left[i] - last[i]) / 1e3
+    for number, name in enumerate(names, start=(STAGE_STEPS - 1) * len(names)):   # the last step's
+        slowest, total = durations[number].tolist()
+        mean_max = stages.setdefault(name, [0.0, 0.0])
+        mean_max[0] += total / backend.grid / 1e3
+        mean_max[1] += slowest / 1e3
         per_point = inside.setdefault(name, [])
-        for k, (slowest, total, kind) in enumerate(points[slot[i]].tolist()):
+        for k, (slowest, total, kind) in enumerate(points[number].tolist()):
             if kind == 0:   # no block passed a k-th point
                 break
             if k == len(per_point):
                 per_point.append([STAGE_POINTS[kind - 1], 0.0, 0.0])
             per_point[k][1] += total / backend.grid / 1e3
             per_point[k][2] += slowest / 1e3
-    return {"depth": depth, "stage_us": stages, "barrier_latency_us": barrier_us,
-            "n_barriers": len(names), "step_us": (left[-1] - left[0]) / 1e3,
+    return {"depth": depth, "stage_us_mean_max": stages, "step_us": sum(m for m, _ in stages.values()),
             "points_us_mean_max": inside}
 
 
-def product_names(config: ModelConfig) -> dict[tuple[str, int], str]:
-    """(layer kind, rows of the matrix) -> the product's name."""
+def product_names(config: ModelConfig) -> dict[tuple[str, int, int], str]:
+    """(layer kind, rows, columns of the matrix) -> the product's name."""
     c = config
-    return {("deltanet", c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads): "deltanet.in_proj",
-            ("deltanet", c.hidden_size): "deltanet.out_proj",
-            ("attention", 2 * c.q_size + 2 * c.kv_size): "attention.in_proj",
-            ("attention", c.hidden_size): "attention.o_proj",
-            ("deltanet", 2 * c.intermediate_size): "mlp.gate_up",
-            ("attention", 2 * c.intermediate_size): "mlp.gate_up"}
+    mlp = {(kind, *shape): name for kind in ("deltanet", "attention") for shape, name in (
+        ((2 * c.intermediate_size, c.hidden_size), "mlp.gate_up"),
+        ((c.hidden_size, c.intermediate_size), "mlp.down"))}
+    return {("deltanet", c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, c.hidden_size): "deltanet.in_proj",
+            ("deltanet", c.hidden_size, c.value_dim): "deltanet.out_proj",
+            ("attention", 2 * c.q_size + 2 * c.kv_size, c.hidden_size): "attention.in_proj",
+            ("attention", c.hidden_size, c.q_size): "attention.o_proj", **mlp}
 
 
 def summarize_units(config: ModelConfig, words: list[int]) -> dict:
@@ -144,12 +143,13 @@ def summarize_units(config: ModelConfig, words: list[int]) -> dict:
     names = product_names(config)
     groups: dict[tuple[int, str], list[list[int]]] = {}
     for i in range(n_units):
-        rows, page_unit, _warp, *t = words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8]
+        shape, page_unit, _warp, *t = words[UNIT_CLOCK_HEADER + 8 * i: UNIT_CLOCK_HEADER + 8 * i + 8]
+        rows, columns = shape & 0xFFFFFFFF, shape >> 32
         k = sum(t[0] >= start for start in layer_start[1:UNIT_CLOCK_LAYERS])   # the window's layer
         layer = UNIT_CLOCK_LAYER + k
         kind = "attention" if config.layer_types[layer] == ATTENTION else "deltanet"
         page = page_unit & 0xFFFFFFFF
-        groups.setdefault((layer, names.get((kind, rows), f"rows-{rows}")), []).append(
+        groups.setdefault((layer, names.get((kind, rows, columns), f"{rows}x{columns}")), []).append(
             [t[0] - layer_start[k], t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3],
              t[1] - issued[page] if page in issued else -1])
     products = []
