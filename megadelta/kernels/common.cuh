@@ -205,16 +205,15 @@ __device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v)
 }
 
 // ---- tagged hand-offs between stages ---------------------------------------
-// What a stage writes for other blocks to read in the same layer (the input
-// projections, the mixer's output, the attention partials, x after the mixer)
+// What a stage writes for other blocks to read (the input projections, the
+// mixer's output, the attention partials, x after the mixer, the MLP's h, x)
 // travels as 8-byte words: the float's bits and the tag of the layer that wrote
 // it (Params::epoch plus the layer's index in the launch). A naturally aligned
 // 8-byte store is single-copy atomic, so a reader that sees its tag sees the
 // value with it: the writer needs no fence and the stages no grid barrier
 // between them (the hand-off of NCCL's LL protocol). A reader spins on the
 // words it needs and nothing else, so it starts as soon as they have landed,
-// not when the slowest block of the grid is done. Only the MLP's split-K sums,
-// which are atomic adds, still end at a grid barrier (docs/megakernel.md).
+// not when the slowest block of the grid is done (docs/megakernel.md).
 __device__ __forceinline__ void publish(u64* p, float v, unsigned tag) {
     asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" :: "l"(p), "l"(((u64)tag << 32) | __float_as_uint(v))
                  : "memory");

@@ -75,7 +75,7 @@ struct Matrix {
 };
 
 constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
-// gate/up: whole (gate, up) row pairs; a unit of W_down^T holds the rows of the same h entries.
+// gate/up: whole (gate, up) row pairs, so a warp has both halves of an entry of h.
 constexpr int UP_ROWS = R_IN < 2 ? 2 : R_IN;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
