@@ -87,8 +87,8 @@ def _ptr(t: torch.Tensor | None) -> int:
 
 class KernelBuffers:
     """Everything the kernel reads besides the state: packed weights, the layer
-    pointer table and float32 scratch sized for ``grid`` blocks. Shared by the
-    CUDA backend and the CPU emulator (``kernels/emulate.py``)."""
+    pointer table and scratch (mostly tagged words) sized for ``grid`` blocks.
+    Shared by the CUDA backend and the CPU emulator (``kernels/emulate.py``)."""
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device, grid: int):
         c, f32 = config, torch.float32

@@ -147,6 +147,21 @@ def test_host_mirrors_the_kernel_argument():
     assert all(t.endswith("*") for t, _ in c_struct_fields(header, "LayerWeights"))
 
 
+def test_host_mirrors_the_kernel_constants():
+    """The numbers codegen.py keeps in step with common.cuh (block shape, the
+    timing builds' record layout, the hand-off timeout's report) agree."""
+    from megadelta.kernels import codegen
+
+    header = sources(QWEN35_0_8B)["common.cuh"]
+    defines = dict(re.findall(r"^#define (\w+) (\(?-?\w+\)?)", header, re.MULTILINE))
+    for name in ("THREADS", "PRODUCER_WARPS", "STAGE_CLOCK_SLOTS", "STAGE_POINT_SLOTS", "UNIT_CLOCK_LAYER",
+                 "UNIT_CLOCK_LAYERS", "UNIT_CLOCK_HEADER", "UNIT_CLOCK_UNITS", "UNIT_CLOCK_PAGES",
+                 "HANDOFF_TIMED_OUT"):
+        assert int(defines[name].strip("()"), 0) == getattr(codegen, name), name
+    points = re.search(r"enum StagePoint \{(.*?)STAGE_POINTS", header, re.DOTALL)[1]
+    assert tuple(n[len("POINT_"):].lower() for n in re.findall(r"POINT_\w+", points)) == codegen.STAGE_POINTS
+
+
 def test_weights_are_packed_as_the_kernel_reads_them():
     import torch
 
