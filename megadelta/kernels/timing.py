@@ -42,6 +42,7 @@ from .codegen import (
     UNIT_CLOCK_WORDS,
 )
 
+
 def greedy_seconds(backend: MegakernelBackend, depth: int, n_gen: int, reps: int) -> float:
     state = backend.new_state(depth + n_gen + 2)
     state.k_cache.normal_()
