@@ -10,6 +10,7 @@
 #   STEPS="1 5 6" scripts/gpu_suite.sh          # only these stages (a call has 10 minutes)
 #   BENCH_ARGS="-p 520 -n 128 -r 10" scripts/gpu_suite.sh
 #   TIMING_ARGS="--variant=-DPOSITIONS_IN_FLIGHT=1" scripts/gpu_suite.sh   # also time a build variant
+#   STEPS=5 GPU_TESTS=tests/gpu/test_megakernel.py scripts/gpu_suite.sh   # one GPU test file (a call has 10 minutes)
 #
 # Stages, most wanted first (a lent machine may stop the call at its time limit;
 # what is under $OUT by then is kept):
@@ -83,7 +84,7 @@ if want 5; then
     log "5. GPU tests"
     deselect=()
     [ "$megakernel_ok" = 1 ] || deselect=(--ignore=tests/gpu/test_megakernel.py -k "not megakernel")
-    timeout 600 python3 -m pytest -m gpu tests/gpu/test_prefill.py tests/gpu/test_megakernel.py -q -s -rs \
+    timeout 600 python3 -m pytest -m gpu ${GPU_TESTS:-tests/gpu/test_prefill.py tests/gpu/test_megakernel.py} -q -s -rs \
         --timeout 300 -p no:cacheprovider "${deselect[@]}" 2>&1 | tee "$OUT/pytest.log" || status=1
 fi
 
