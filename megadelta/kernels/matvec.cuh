@@ -177,7 +177,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
         if (UNIT_CLOCK) {
             __syncwarp();
             clock[4] = sm_clock();
-            unit_clock_unit(M::ROWS, M::K, st.page0 + j / M::UNITS_PER_PAGE, j, clock);
+            unit_clock_unit(M::ROWS, M::K, st.page0 + j / UNITS_PER_PAGE<M>, j, clock);
         }
     }
     stage_point(POINT_PRODUCT);

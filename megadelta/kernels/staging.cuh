@@ -37,13 +37,11 @@
 #ifndef UNIT_CHUNKS
 #define UNIT_CHUNKS (REGISTER_HANDOFF ? 8 : 4)
 #endif
-// Pages are 8 KB (v15c in docs/perf-notes.md), or one row of the longest
-// matrix where a row is longer (the 2B config's W_down rows: 12 KB).
+// Pages are 8 KB (v15c in docs/perf-notes.md), or the largest unit where a
+// unit is larger (PAGE_BYTES below; the 2B config's W_down rows: 12 KB).
 #ifndef PAGE_BYTES_MIN
 #define PAGE_BYTES_MIN 8192u
 #endif
-constexpr int K_MAX = cmax(cmax(HIDDEN, INTERMEDIATE), cmax(VALUE_DIM, Q_SIZE));
-constexpr unsigned PAGE_BYTES = cmax(PAGE_BYTES_MIN, 2u * K_MAX);
 #ifndef PAGES_IN_FLIGHT
 #define PAGES_IN_FLIGHT 3
 #endif
@@ -71,7 +69,6 @@ template <int K_, int R_, int ROWS_>
 struct Matrix {
     static constexpr int K = K_, R = R_, ROWS = ROWS_;
     static constexpr unsigned UNIT_BYTES = 2u * R * K;
-    static constexpr int UNITS_PER_PAGE = PAGE_BYTES / UNIT_BYTES;
 };
 
 constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
@@ -95,8 +92,11 @@ constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, AttentionInPr
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
 constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
-static_assert(UNIT_BYTES_MAX <= PAGE_BYTES, "a page holds at least one unit");
+constexpr unsigned PAGE_BYTES = cmax(PAGE_BYTES_MIN, UNIT_BYTES_MAX);
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
+// Units of matrix M a page holds.
+template <class M>
+constexpr int UNITS_PER_PAGE = PAGE_BYTES / M::UNIT_BYTES;
 
 // Where page q of the block's sequence sits: slot q % slots, and how often the
 // ring has wrapped before it (its lap; the parity of its slot's phases). The
@@ -164,7 +164,7 @@ struct WeightStream {
         int u0, u1;
         block_units<M::R>(M::ROWS, u0, u1);
         const Stage st{u0, u1 - u0, next};
-        next += (st.units + M::UNITS_PER_PAGE - 1) / M::UNITS_PER_PAGE;
+        next += (st.units + UNITS_PER_PAGE<M> - 1) / UNITS_PER_PAGE<M>;
         return st;
     }
 };
@@ -182,7 +182,7 @@ struct PageCursor {
     // Wait until the page holding unit j of the share (j no lower than at the
     // last call) has landed; the slot, and the unit's weights in `unit`.
     __device__ __forceinline__ unsigned acquire(Ring& ring, int j, const bf16_t*& unit) {
-        constexpr int UPP = M::UNITS_PER_PAGE;
+        constexpr int UPP = UNITS_PER_PAGE<M>;
         const unsigned to = j / UPP;
         pos.advance(to - page, ring.slots);
         page = to;
@@ -227,7 +227,7 @@ struct Producer {
     // for is the latest its slot has held); false once the compute warps have finished.
     template <class M>
     __device__ __forceinline__ bool give(const bf16_t* W, int pages_in_flight = PAGES_IN_FLIGHT) {
-        constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = M::UNITS_PER_PAGE;
+        constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = UNITS_PER_PAGE<M>;
         int u0, u1;
         block_units<R>(n_rows, u0, u1);
         const unsigned most = min(pages_in_flight, (int)ring.slots - 1);
