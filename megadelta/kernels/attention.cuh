@@ -211,7 +211,8 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
 __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsigned tag) {
     const int lane = lane_id();
     const Split split = attention_split(pos + 1);
-    settle_before_polling();
+    // No settle_before_polling: the partials end at a block barrier (their last
+    // item's, or their own settling where the block has no item).
     for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;

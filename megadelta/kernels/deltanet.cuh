@@ -154,7 +154,8 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
 constexpr int GATED_NORM_HEADS = DN_VALUE_HEADS % (2 * WARPS) == 0 && REGISTER_HANDOFF ? 2 : 1;
 __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const LayerWeights& L, unsigned tag, Smem& s) {
     constexpr int PER_LANE = DN_VALUE_DIM / 32, GROUP = GATED_NORM_HEADS;
-    settle_before_polling();
+    // No settle_before_polling: the recurrence ends at a block barrier (its last
+    // item's, or its own settling where the block has no item).
     const int lane = lane_id(), warp = warp_id();
     for (int h0 = warp; h0 < DN_VALUE_HEADS; h0 += GROUP * WARPS) {
         // o and z of the group's heads (tagged) and the norm weight in one round trip
