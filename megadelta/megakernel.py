@@ -27,6 +27,7 @@ from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import (
     BLOCK_THREADS,
     HANDOFF_TIMED_OUT,
+    SHARED_LINE,
     STAGE_CLOCK_WORDS,
     UNIT_CLOCK_WORDS,
     check_supported,
@@ -40,7 +41,6 @@ MATRIX_DTYPE = torch.bfloat16
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
                 "q_norm", "k_norm", "w_gate_up", "w_down")
 POLL_SECONDS = 20e-6
-STAGING_ALIGN = 16   # cp.async copies 16-byte pieces
 
 
 class Params(ctypes.Structure):
@@ -179,7 +179,9 @@ class MegakernelBackend:
         # A block takes all the shared memory it may have: struct Smem, the rest stages weights.
         optin = driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
         static = self.kernel.attribute(driver.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
-        self.shared_bytes = (optin - static) // STAGING_ALIGN * STAGING_ALIGN
+        # The dynamic part (struct Smem, then the ring) starts on the line after any static part.
+        line_aligned_static = -(-static // SHARED_LINE) * SHARED_LINE
+        self.shared_bytes = (optin - line_aligned_static) // SHARED_LINE * SHARED_LINE
         self.kernel.allow_dynamic_shared(self.shared_bytes)
         blocks_per_sm = self.kernel.max_active_blocks_per_sm(BLOCK_THREADS, self.shared_bytes)
         if blocks_per_sm < 1:

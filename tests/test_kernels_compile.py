@@ -156,7 +156,7 @@ def test_host_mirrors_the_kernel_constants():
     defines = dict(re.findall(r"^#define (\w+) (\(?-?\w+\)?)", header, re.MULTILINE))
     for name in ("THREADS", "PRODUCER_WARPS", "STAGE_CLOCK_SLOTS", "STAGE_POINT_SLOTS", "UNIT_CLOCK_LAYER",
                  "UNIT_CLOCK_LAYERS", "UNIT_CLOCK_HEADER", "UNIT_CLOCK_UNITS", "UNIT_CLOCK_PAGES",
-                 "HANDOFF_TIMED_OUT"):
+                 "HANDOFF_TIMED_OUT", "SHARED_LINE"):
         assert int(defines[name].strip("()"), 0) == getattr(codegen, name), name
     points = re.search(r"enum StagePoint \{(.*?)STAGE_POINTS", header, re.DOTALL)[1]
     assert tuple(n[len("POINT_"):].lower() for n in re.findall(r"POINT_\w+", points)) == codegen.STAGE_POINTS

@@ -20,6 +20,8 @@ THREADS = 256
 WARPS = THREADS // 32
 PRODUCER_WARPS = 4
 BLOCK_THREADS = THREADS + 32 * PRODUCER_WARPS
+# The line the dynamic shared memory starts on (common.cuh: SHARED_LINE).
+SHARED_LINE = 128
 # (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
 # points between two barriers it times, (max, sum, kind + 1) each (common.cuh:
 # STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).

@@ -116,7 +116,13 @@ __device__ __forceinline__ uint4 load_shared16(const void* p) { return __ldcg((c
 // A block's shared memory is all dynamic (struct Smem, then the weight ring:
 // smem.cuh), so it may exceed the 48 KB static limit. A macro so the CPU
 // emulator (cpu_emulation.h) can give each emulated block its own.
-extern __shared__ __align__(16) unsigned char dynamic_shared[];
+// SHARED_LINE: what a warp reads as 16 bytes a lane (512 bytes, a weight
+// chunk step) takes 4 shared-memory wavefronts when it starts on a 128-byte
+// line and 5 when it does not, and a 32-float row takes 1 or 2. The weight
+// ring's pages and the arrays warps read whole rows of start on such a line:
+// pages 96 bytes off it cost 7-8% of tg128 (v25, docs/perf-notes.md).
+#define SHARED_LINE 128
+extern __shared__ __align__(SHARED_LINE) unsigned char dynamic_shared[];
 #define BLOCK_SHARED_BASE dynamic_shared
 
 __device__ __forceinline__ unsigned shared_address(const void* p) {

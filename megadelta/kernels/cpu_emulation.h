@@ -35,6 +35,7 @@
 #define PRODUCER_WARPS 4
 #define BLOCK_THREADS (THREADS + 32 * PRODUCER_WARPS)
 #define REGISTER_HANDOFF 1   // the sm_90a build's unit sizes
+#define SHARED_LINE 128      // the layout of struct Smem and the ring (alignment only speeds the GPU)
 inline void producer_registers() {}
 inline void compute_registers() {}
 
