@@ -21,17 +21,24 @@ __device__ __forceinline__ int vec_slot(int i) {
     return (i & ~255) | ((r & 4) << 5) | ((r >> 3) << 2) | (r & 3);
 }
 
-// What a lane reads of the input vector. Up to K = 1024 (32 floats a lane; 512
+// What a lane reads of the input vector. Up to K = 2048 (64 floats a lane; 512
 // without the register hand-off, common.cuh) it is read into registers once
-// per stage and reused for every unit, so the shared memory pipe only carries
-// weights; longer vectors stay in shared memory.
+// per stage, all loads in flight together, and reused for every unit, so the
+// shared memory pipe only carries weights; longer vectors stay in shared
+// memory. 2048 rather than 1024 put the 0.8B model's out_proj and o_proj
+// inputs in registers: +2.6-3.6% tg128 (v26, docs/perf-notes.md); 4096 (W_down's
+// input as well, one unit a warp) gained nothing more.
 #ifndef VEC_IN_REGISTERS_MAX
-#define VEC_IN_REGISTERS_MAX (REGISTER_HANDOFF ? 1024 : 512)
+#define VEC_IN_REGISTERS_MAX (REGISTER_HANDOFF ? 2048 : 512)
 #endif
-template <int K>
+// Held floats are indexed by constants only, so a product holds its vector
+// only where one load group of a unit (unit_sums) spans all K columns.
+template <int K, int R>
+constexpr bool VECTOR_IN_REGISTERS = K <= VEC_IN_REGISTERS_MAX && K / 256 <= cmax(UNIT_CHUNKS / R, 1);
+
+template <int K, bool IN_REGISTERS>
 struct InputVector {
     static constexpr int CHUNKS = K / 256;
-    static constexpr bool IN_REGISTERS = K <= VEC_IN_REGISTERS_MAX;
     const float4* xs;
     float4 held[IN_REGISTERS ? 2 * CHUNKS : 1];
 
@@ -91,9 +98,9 @@ __device__ __forceinline__ RowInputs<Rows::N> fetch_row_inputs(const Stage& st, 
 // their sums are garbage that every epilogue ignores. No condition may guard
 // the math: a per-row branch around each chunk's 8-deep FMA chain made the
 // chunks run one after another (~900 clocks a unit on the H100, v23).
-template <int K, int R, int N>
+template <int K, int R, int N, class Vector>
 __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, int c0,
-                                                  const InputVector<K>& x, float (&sums)[R]) {
+                                                  const Vector& x, float (&sums)[R]) {
     const int lane = lane_id();
     uint4 w[R][N];
 #pragma unroll
@@ -108,13 +115,13 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
 }
 
 // The R row sums of one unit whose rows start at W.
-template <int K, int R>
-__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, const InputVector<K>& x, float (&sums)[R]) {
+template <int K, int R, class Vector>
+__device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, const Vector& x, float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
     constexpr int GROUP_MAX = UNIT_CHUNKS / R > 1 ? UNIT_CHUNKS / R : 1;   // chunks per row per load group
     constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
-    static_assert(!InputVector<K>::IN_REGISTERS || (FULL_GROUPS == 1 && TAIL == 0),
+    static_assert(!VECTOR_IN_REGISTERS<K, R> || (FULL_GROUPS == 1 && TAIL == 0),
                   "a vector held in registers is indexed by constants only");
 #pragma unroll
     for (int r = 0; r < R; ++r) sums[r] = 0.0f;
@@ -151,7 +158,7 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     constexpr int K = M::K, R = M::R;
     static_assert(K % 256 == 0, "K must be a multiple of 256");
     constexpr int BATCH = 32 / R;
-    const InputVector<K> x(xs);
+    const InputVector<K, VECTOR_IN_REGISTERS<K, R>> x(xs);
     RowInputs<Rows::N> batch = first;
     PageCursor<M> pages(st, ring);
     int k = 0;   // this warp's units so far
