@@ -22,9 +22,9 @@ PRODUCER_WARPS = 4
 BLOCK_THREADS = THREADS + 32 * PRODUCER_WARPS
 # The line the dynamic shared memory starts on (common.cuh: SHARED_LINE).
 SHARED_LINE = 128
-# (last arrival, release) time pairs the STAGE_CLOCK build records per grid barrier, and the
-# points between two barriers it times, (max, sum, kind + 1) each (common.cuh:
-# STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS, enum StagePoint).
+# The STAGE_CLOCK build's record (common.cuh: STAGE_CLOCK_SLOTS, STAGE_POINT_SLOTS,
+# enum StagePoint): per stage (a layer or the output projection) the longest and
+# the summed duration over blocks, then per point passed in it (max, sum, kind + 1).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
 STAGE_POINTS = ("done", "loaded", "normed", "product", "awaited")

@@ -31,10 +31,14 @@ __device__ __forceinline__ int vec_slot(int i) {
 #ifndef VEC_IN_REGISTERS_MAX
 #define VEC_IN_REGISTERS_MAX (REGISTER_HANDOFF ? 2048 : 512)
 #endif
+// Chunks of each of a unit's R rows that a lane loads before any math (a load
+// group of unit_sums): UNIT_CHUNKS in all, at least one a row.
+template <int R>
+constexpr int GROUP_CHUNKS_MAX = cmax(UNIT_CHUNKS / R, 1);
 // Held floats are indexed by constants only, so a product holds its vector
-// only where one load group of a unit (unit_sums) spans all K columns.
+// only where one load group spans all K columns.
 template <int K, int R>
-constexpr bool VECTOR_IN_REGISTERS = K <= VEC_IN_REGISTERS_MAX && K / 256 <= cmax(UNIT_CHUNKS / R, 1);
+constexpr bool VECTOR_IN_REGISTERS = K <= VEC_IN_REGISTERS_MAX && K / 256 <= GROUP_CHUNKS_MAX<R>;
 
 template <int K, bool IN_REGISTERS>
 struct InputVector {
@@ -118,8 +122,7 @@ __device__ __forceinline__ void accumulate_chunks(const bf16_t* __restrict__ W, 
 template <int K, int R, class Vector>
 __device__ __forceinline__ void unit_sums(const bf16_t* __restrict__ W, const Vector& x, float (&sums)[R]) {
     constexpr int CHUNKS = K / 256;                                  // 16-byte chunks per lane per row
-    constexpr int GROUP_MAX = UNIT_CHUNKS / R > 1 ? UNIT_CHUNKS / R : 1;   // chunks per row per load group
-    constexpr int GROUP = CHUNKS < GROUP_MAX ? CHUNKS : GROUP_MAX;
+    constexpr int GROUP = CHUNKS < GROUP_CHUNKS_MAX<R> ? CHUNKS : GROUP_CHUNKS_MAX<R>;   // chunks a row a group
     constexpr int FULL_GROUPS = CHUNKS / GROUP, TAIL = CHUNKS % GROUP;
     static_assert(!VECTOR_IN_REGISTERS<K, R> || (FULL_GROUPS == 1 && TAIL == 0),
                   "a vector held in registers is indexed by constants only");

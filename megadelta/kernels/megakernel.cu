@@ -4,8 +4,9 @@
 // exactly the tagged words it reads (common.cuh); the one grid barrier of a
 // step is the argmax's (docs/megakernel.md).
 // Each block's producer warp streams the weights it will read, in order, into
-// a ring in shared memory as far ahead as the ring allows (staging.cuh). Greedy runs feed each argmax back as the next
-// input token and publish it to host-mapped memory as soon as it is known.
+// a ring in shared memory as far ahead as the ring allows (staging.cuh).
+// Greedy runs feed each argmax back as the next input token and publish it to
+// host-mapped memory as soon as it is known.
 #include "attention.cuh"
 #include "deltanet.cuh"
 #include "lm_head.cuh"
