@@ -29,6 +29,7 @@ from .kernels.codegen import (
     HANDOFF_TIMED_OUT,
     SHARED_LINE,
     STAGE_CLOCK_WORDS,
+    TIMELINE_WORDS,
     UNIT_CLOCK_WORDS,
     check_supported,
 )
@@ -192,8 +193,10 @@ class MegakernelBackend:
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
-        # [arrival counter, where a timeout is reported, stage clock ring, unit clock record (timing builds)]
-        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS, dtype=torch.int64, device=self.device)
+        # [arrival counter, where a timeout is reported, stage clock ring, unit clock record, stage clock
+        # timeline (timing builds)]
+        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS + TIMELINE_WORDS, dtype=torch.int64,
+                                   device=self.device)
         self.barrier[1] = self.progress.device_ptr
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

@@ -156,7 +156,7 @@ def test_host_mirrors_the_kernel_constants():
     defines = dict(re.findall(r"^#define (\w+) (\(?-?\w+\)?)", header, re.MULTILINE))
     for name in ("THREADS", "PRODUCER_WARPS", "STAGE_CLOCK_SLOTS", "STAGE_POINT_SLOTS", "UNIT_CLOCK_LAYER",
                  "UNIT_CLOCK_LAYERS", "UNIT_CLOCK_HEADER", "UNIT_CLOCK_UNITS", "UNIT_CLOCK_PAGES",
-                 "HANDOFF_TIMED_OUT", "SHARED_LINE"):
+                 "TIMELINE_BLOCKS", "HANDOFF_TIMED_OUT", "SHARED_LINE"):
         assert int(defines[name].strip("()"), 0) == getattr(codegen, name), name
     points = re.search(r"enum StagePoint \{(.*?)STAGE_POINTS", header, re.DOTALL)[1]
     assert tuple(n[len("POINT_"):].lower() for n in re.findall(r"POINT_\w+", points)) == codegen.STAGE_POINTS
@@ -270,3 +270,20 @@ def test_unit_clock_record_is_summarized_per_layer_and_product():
     assert (first["first_top"], first["last_done"], first["issued_before_had_min"]) == (100, 650, 200)
     assert (second["layer"], second["product"], second["units"]) == (7, "attention.o_proj", 1)
     assert second["issued_before_had_min"] == -1   # page 30's issue was not recorded
+
+
+def test_stage_clock_timeline_is_read_per_block_from_the_first_start():
+    """timing --stages reads each block's timeline (common.cuh: stage_timeline):
+    global times in us from the earliest start of the window, points by kind."""
+    from megadelta.kernels.codegen import TIMELINE_RECORD, UNIT_CLOCK_LAYERS, UNIT_CLOCK_LAYER
+    from megadelta.kernels.timing import summarize_timeline
+
+    words = [0] * (2 * UNIT_CLOCK_LAYERS * TIMELINE_RECORD)
+    for block, start in enumerate((5_000, 3_000)):
+        for k in range(UNIT_CLOCK_LAYERS):
+            at = (block * UNIT_CLOCK_LAYERS + k) * TIMELINE_RECORD
+            words[at:at + 5] = [start + 10_000 * k, start + 10_000 * k + 1_500, 2, start + 10_000 * k + 4_000, 4]
+    timeline = summarize_timeline(words, 2)
+    assert timeline["layers"] == list(range(UNIT_CLOCK_LAYER, UNIT_CLOCK_LAYER + UNIT_CLOCK_LAYERS))
+    assert timeline["blocks"][1][0] == [0.0, [["loaded", 1.5], ["product", 4.0]]]
+    assert timeline["blocks"][0][2] == [22.0, [["loaded", 23.5], ["product", 26.0]]]

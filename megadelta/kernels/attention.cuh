@@ -204,6 +204,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS)
             publish(record + (i / HEAD_DIM) * PARTIAL_STRIDE + 2 + i % HEAD_DIM, (&s.att_acc[0][0])[i], tag);
         block_sync();
+        stage_point(POINT_PUBLISHED);
     }
 }
 
@@ -238,5 +239,6 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsi
         den = warp_sum(den * scale);
         await_tagged(gate, tag, p.barrier, [=](int) { return gate_at; });
         if (lane == 0) publish(p.mixer_out + o, num / den * sigmoid(tagged_value(gate[0])), tag);
+        stage_point(POINT_PUBLISHED);
     }
 }

@@ -27,13 +27,18 @@ SHARED_LINE = 128
 # the summed duration over blocks, then per point passed in it (max, sum, kind + 1).
 STAGE_CLOCK_SLOTS = 512
 STAGE_POINT_SLOTS = 16
-STAGE_POINTS = ("done", "loaded", "normed", "product", "awaited")
+STAGE_POINTS = ("done", "loaded", "normed", "product", "awaited", "published")
 STAGE_CLOCK_WORDS = 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS
 # The UNIT_CLOCK build's record after them (common.cuh: UNIT_CLOCK_*): a header,
 # 8 words per product unit, 2 per page issued.
 UNIT_CLOCK_LAYER, UNIT_CLOCK_LAYERS = 4, 4
 UNIT_CLOCK_HEADER, UNIT_CLOCK_UNITS, UNIT_CLOCK_PAGES = 8, 2048, 8192
 UNIT_CLOCK_WORDS = UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS + 2 * UNIT_CLOCK_PAGES
+# The STAGE_CLOCK build's timeline after those (common.cuh: stage_timeline): per
+# block and window layer, when it began and (time, kind + 1) per point passed.
+TIMELINE_BLOCKS = 256
+TIMELINE_RECORD = 1 + 2 * STAGE_POINT_SLOTS
+TIMELINE_WORDS = TIMELINE_BLOCKS * UNIT_CLOCK_LAYERS * TIMELINE_RECORD
 # What a block reports (in place of the progress count) when a tagged hand-off
 # times out (common.cuh: HANDOFF_TIMED_OUT).
 HANDOFF_TIMED_OUT = -0x40000000

@@ -356,6 +356,12 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 // moment. After counter[2], per stage number (mod STAGE_CLOCK_SLOTS): the
 // longest and the summed duration over blocks (the host divides by the grid),
 // then per point the maximum over blocks, the sum and the point's kind + 1.
+// Besides, each block records, for the layers [UNIT_CLOCK_LAYER, +
+// UNIT_CLOCK_LAYERS) of every step (the last step's stay), the global time it
+// began each and passed each point with the point's kind + 1: the timeline,
+// after the unit clock's words, [TIMELINE_BLOCKS][UNIT_CLOCK_LAYERS]
+// [1 + 2 * STAGE_POINT_SLOTS], which says when one block's outputs reach
+// another (durations from each block's own start cannot).
 #ifndef STAGE_CLOCK
 #define STAGE_CLOCK 0
 #endif
@@ -368,6 +374,7 @@ enum StagePoint {
     POINT_NORMED,   // its norm is known (after the block reduction)
     POINT_PRODUCT,  // warp 0 is through its part of a matrix product
     POINT_AWAITED,  // a stage's tagged inputs have arrived (thread 0's, after its block's)
+    POINT_PUBLISHED,  // a stage that is not a product has published its outputs (thread 0's part)
     STAGE_POINTS
 };
 
@@ -375,52 +382,6 @@ __device__ __forceinline__ u64 global_timer_ns() {
     u64 t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
-}
-
-// When this block began its current stage, the stage's number, the clock's
-// words (Params::barrier; null before the first stage) and the points passed since.
-struct StageStart {
-    u64 time;
-    unsigned number;
-    u64* counter;
-    unsigned points;
-};
-__device__ __forceinline__ StageStart& stage_start() {
-    __shared__ StageStart start;
-    return start;
-}
-
-__device__ __forceinline__ void stage_point(StagePoint point) {
-    if (STAGE_CLOCK && thread_id() == 0) {
-        StageStart& start = stage_start();
-        const u64 elapsed = global_timer_ns() - start.time;
-        const unsigned k = start.points++;
-        if (start.counter == nullptr || k >= STAGE_POINT_SLOTS) return;
-        u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
-                    + (start.number % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
-        atomicMax(slot, elapsed);
-        atomicAdd(slot + 1, elapsed);
-        slot[2] = point + 1;
-    }
-}
-
-// Thread 0, as the block begins stage `number` (or, past the last, ends the launch's last stage).
-__device__ __forceinline__ void stage_begin(u64* counter, unsigned number) {
-    if (STAGE_CLOCK && thread_id() == 0) {
-        StageStart& start = stage_start();
-        const u64 now = global_timer_ns();
-        if (start.counter != nullptr) {
-            u64* pair = counter + 2 + 2 * (start.number % STAGE_CLOCK_SLOTS);
-            atomicMax(pair, now - start.time);
-            atomicAdd(pair + 1, now - start.time);
-        }
-        start = {now, number, counter, 0u};
-    }
-}
-
-// At launch: no stage has begun.
-__device__ __forceinline__ void stage_clock_init() {
-    if (STAGE_CLOCK && thread_id() == 0) stage_start() = {0u, 0u, nullptr, 0u};
 }
 
 // UNIT_CLOCK (timing builds only, megadelta.kernels.timing --units): block 0
@@ -442,10 +403,73 @@ __device__ __forceinline__ void stage_clock_init() {
 #define UNIT_CLOCK_HEADER 8
 #define UNIT_CLOCK_UNITS 2048
 #define UNIT_CLOCK_PAGES 8192
+#define UNIT_CLOCK_WORDS (UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS + 2 * UNIT_CLOCK_PAGES)
 
 __device__ __forceinline__ u64* unit_clock_words(u64* counter) {
     return counter + 2 + 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS;
 }
+#define TIMELINE_BLOCKS 256
+// This block's timeline record of stage `number`, or null outside the window.
+__device__ __forceinline__ u64* stage_timeline(u64* counter, unsigned number) {
+    const int k = (int)(number % (N_LAYERS + 1)) - UNIT_CLOCK_LAYER;
+    if (k < 0 || k >= UNIT_CLOCK_LAYERS || blockIdx.x >= TIMELINE_BLOCKS) return nullptr;
+    return unit_clock_words(counter) + UNIT_CLOCK_WORDS
+           + ((size_t)blockIdx.x * UNIT_CLOCK_LAYERS + k) * (1 + 2 * STAGE_POINT_SLOTS);
+}
+
+// When this block began its current stage, the stage's number, the clock's
+// words (Params::barrier; null before the first stage), the points passed
+// since and where its timeline goes (null outside the window).
+struct StageStart {
+    u64 time;
+    unsigned number;
+    u64* counter;
+    unsigned points;
+    u64* timeline;
+};
+__device__ __forceinline__ StageStart& stage_start() {
+    __shared__ StageStart start;
+    return start;
+}
+
+__device__ __forceinline__ void stage_point(StagePoint point) {
+    if (STAGE_CLOCK && thread_id() == 0) {
+        StageStart& start = stage_start();
+        const u64 elapsed = global_timer_ns() - start.time;
+        const unsigned k = start.points++;
+        if (start.counter == nullptr || k >= STAGE_POINT_SLOTS) return;
+        u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
+                    + (start.number % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
+        atomicMax(slot, elapsed);
+        atomicAdd(slot + 1, elapsed);
+        slot[2] = point + 1;
+        if (start.timeline != nullptr) {
+            start.timeline[1 + 2 * k] = start.time + elapsed;
+            start.timeline[2 + 2 * k] = point + 1;
+        }
+    }
+}
+
+// Thread 0, as the block begins stage `number` (or, past the last, ends the launch's last stage).
+__device__ __forceinline__ void stage_begin(u64* counter, unsigned number) {
+    if (STAGE_CLOCK && thread_id() == 0) {
+        StageStart& start = stage_start();
+        const u64 now = global_timer_ns();
+        if (start.counter != nullptr) {
+            u64* pair = counter + 2 + 2 * (start.number % STAGE_CLOCK_SLOTS);
+            atomicMax(pair, now - start.time);
+            atomicAdd(pair + 1, now - start.time);
+        }
+        start = {now, number, counter, 0u, stage_timeline(counter, number)};
+        if (start.timeline != nullptr) start.timeline[0] = now;
+    }
+}
+
+// At launch: no stage has begun.
+__device__ __forceinline__ void stage_clock_init() {
+    if (STAGE_CLOCK && thread_id() == 0) stage_start() = {0u, 0u, nullptr, 0u, nullptr};
+}
+
 // Where block 0 records now (null when it does not), set by unit_clock_layer.
 __device__ __forceinline__ u64*& unit_clock_target() {
     __shared__ u64* target;

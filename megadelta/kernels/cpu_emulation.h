@@ -228,7 +228,7 @@ inline float block_sum(float v, float* scratch) {
     return warp_sum(lane_id() < WARPS ? scratch[lane_id()] : 0.0f);
 }
 // STAGE_CLOCK builds are GPU-only (they read the global timer).
-enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_AWAITED, STAGE_POINTS };
+enum StagePoint { POINT_DONE, POINT_LOADED, POINT_NORMED, POINT_PRODUCT, POINT_AWAITED, POINT_PUBLISHED, STAGE_POINTS };
 inline void stage_point(StagePoint) {}
 inline void stage_clock_init() {}
 inline void stage_begin(u64*, unsigned) {}

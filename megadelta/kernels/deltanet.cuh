@@ -144,6 +144,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
             S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
         if (warp == 0) publish(p.mixer_out + h * DN_VALUE_DIM + j, fmaf(decay, stq, delta * kq), tag);
         block_sync();   // s.dn_* are reused by the next item
+        stage_point(POINT_PUBLISHED);
     }
 }
 

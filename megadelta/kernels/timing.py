@@ -8,7 +8,9 @@ latency of single-step decode, and greedy throughput at deeper contexts (the KV
 cache is filled with random values instead of a slow prefill: timing only).
 With ``--stages``, a build that clocks where each block begins each layer and
 the output projection (STAGE_CLOCK in common.cuh) splits one step into those
-stages and the points each block passes in them.
+stages and the points each block passes in them, and gives each block's
+timeline of four layers (when it began each and passed each point, on the
+GPU's global clock).
 With ``--units``, a build that clocks every product unit of block 0 in four
 layers (UNIT_CLOCK) says where a product's time goes: the wait for the unit's
 page, the sums, the release, the epilogue, and how long before the page had
@@ -40,6 +42,9 @@ from .codegen import (
     UNIT_CLOCK_PAGES,
     UNIT_CLOCK_UNITS,
     UNIT_CLOCK_WORDS,
+    TIMELINE_BLOCKS,
+    TIMELINE_RECORD,
+    TIMELINE_WORDS,
 )
 
 
@@ -94,7 +99,9 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     state.position = depth
     torch.cuda.synchronize()
     clock_words = backend.barrier[2:2 + STAGE_CLOCK_WORDS]   # after the counter and the report address
+    timeline_words = backend.barrier[2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS:][:TIMELINE_WORDS]
     clock_words.zero_()
+    timeline_words.zero_()
     list(backend.decode_greedy(1, state, STAGE_STEPS, set()))
     torch.cuda.synchronize()
     clock = clock_words.cpu()
@@ -116,7 +123,29 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
             per_point[k][1] += total / backend.grid / 1e3
             per_point[k][2] += slowest / 1e3
     return {"depth": depth, "stage_us_mean_max": stages, "step_us": sum(m for m, _ in stages.values()),
-            "points_us_mean_max": inside}
+            "points_us_mean_max": inside,
+            "timeline": summarize_timeline(timeline_words.cpu().tolist(), min(backend.grid, TIMELINE_BLOCKS))}
+
+
+def summarize_timeline(words: list[int], blocks: int) -> dict:
+    """The STAGE_CLOCK build's timeline (common.cuh: stage_timeline) in
+    microseconds from the first block's start of the window: per block, per
+    window layer, [begin, [[point, time], ...]]."""
+    def record(block: int, k: int) -> list[int]:
+        at = (block * UNIT_CLOCK_LAYERS + k) * TIMELINE_RECORD
+        return words[at:at + TIMELINE_RECORD]
+
+    t0 = min(record(b, 0)[0] for b in range(blocks))
+    per_block = []
+    for b in range(blocks):
+        layers = []
+        for k in range(UNIT_CLOCK_LAYERS):
+            begin, *points = record(b, k)
+            passed = [[STAGE_POINTS[kind - 1], round((t - t0) / 1e3, 3)]
+                      for t, kind in zip(points[0::2], points[1::2]) if kind > 0]
+            layers.append([round((begin - t0) / 1e3, 3), passed])
+        per_block.append(layers)
+    return {"layers": list(range(UNIT_CLOCK_LAYER, UNIT_CLOCK_LAYER + UNIT_CLOCK_LAYERS)), "blocks": per_block}
 
 
 def product_names(config: ModelConfig) -> dict[tuple[str, int, int], str]:
@@ -189,6 +218,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--depths", default="0,4096,32768")
+    parser.add_argument("--options", default="", metavar="OPTIONS",
+                        help="NVRTC options of the main build, e.g. --options=-DPAGES_IN_FLIGHT=2: a variant in "
+                             "a process of its own (a --variant timed 4%% slower than the same build alone)")
     parser.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
                         help="also time the kernel built with these NVRTC options (repeatable), "
                              "e.g. --variant=-DPAGES_IN_FLIGHT=2 (note the =: the value starts with a dash)")
@@ -204,13 +236,15 @@ def main() -> None:
     config = PRESETS[args.config]
     t0 = time.perf_counter()
     weights = random_weights(config, seed=1, device=device)
-    backend = MegakernelBackend(config, weights, device, prefill="reference")
+    options = tuple(args.options.split())
+    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=options)
     setup_s = time.perf_counter() - t0
     bandwidth = read_bandwidth(device, GPU_SETUP.bandwidth_bytes)
     floor_s = config.decode_bytes_per_step() / bandwidth
     depths = [int(d) for d in args.depths.split(",")]
     result = {
         "config": config.name, "device": torch.cuda.get_device_name(device), "grid": backend.grid,
+        "options": args.options,
         "setup_seconds": setup_s, "read_bandwidth_gbs": bandwidth / 1e9,
         "decode_bytes_per_step": config.decode_bytes_per_step(),
         "floor_ms": floor_s * 1e3, "floor_tok_s": 1 / floor_s,
@@ -223,9 +257,9 @@ def main() -> None:
         if args.stages:
             result[options]["stages"] = stage_breakdown(config, weights, device, depths[0], tuple(options.split()))
     if args.stages:
-        result["stages"] = [stage_breakdown(config, weights, device, d) for d in depths]
+        result["stages"] = [stage_breakdown(config, weights, device, d, options) for d in depths]
     if args.units:
-        result["units"] = unit_breakdown(config, weights, device, depths[0])
+        result["units"] = unit_breakdown(config, weights, device, depths[0], options)
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
