@@ -88,16 +88,16 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         // This position's queries, key and value for the kv head.
         if (warp < QUERIES_PER_KV) {
             const int hq = kvh * QUERIES_PER_KV + warp;
-            norm_rope_warp({p.proj + hq * 2 * HEAD_DIM, tag, p.barrier}, L.q_norm, pos, rsqrtf((float)HEAD_DIM),
+            norm_rope_warp(tagged_words(p, p.proj + hq * 2 * HEAD_DIM, tag), L.q_norm, pos, rsqrtf((float)HEAD_DIM),
                            s.att_q[warp]);
         } else if (warp == QUERIES_PER_KV) {
             float* k = &s.att_acc[0][0];   // staging; att_acc is cleared below
-            norm_rope_warp({p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag, p.barrier}, L.k_norm, pos, 1.0f, k);
+            norm_rope_warp(tagged_words(p, p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag), L.k_norm, pos, 1.0f, k);
             __syncwarp();
             for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
         } else if (warp == QUERIES_PER_KV + 1) {
             float v[HEAD_DIM / 32];
-            await_lanes<HEAD_DIM>({p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM, tag, p.barrier}, v);
+            await_lanes<HEAD_DIM>(tagged_words(p, p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM, tag), v);
 #pragma unroll
             for (int e = 0; e < HEAD_DIM / 32; ++e) s.att_v[lane + 32 * e] = float_to_bf16(v[e]);
         }

@@ -105,8 +105,9 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
         const u64* at[3] = {ab + h, ab + DN_VALUE_HEADS + h, p.proj + 2 * KEY_DIM + h * DN_VALUE_DIM + j};
         u64 w[3] = {load_tagged(at[0]), load_tagged(at[1]), load_tagged(at[2])};
         const float a_log = __ldg(L.a_log + h), dt_bias = __ldg(L.dt_bias + h);
-        if (warp == 0) l2_normalize_warp({p.proj + kh * DN_KEY_DIM, tag, p.barrier}, s.dn_q, rsqrtf((float)DN_KEY_DIM));
-        if (warp == 1) l2_normalize_warp({p.proj + KEY_DIM + kh * DN_KEY_DIM, tag, p.barrier}, s.dn_k, 1.0f);
+        if (warp == 0)
+            l2_normalize_warp(tagged_words(p, p.proj + kh * DN_KEY_DIM, tag), s.dn_q, rsqrtf((float)DN_KEY_DIM));
+        if (warp == 1) l2_normalize_warp(tagged_words(p, p.proj + KEY_DIM + kh * DN_KEY_DIM, tag), s.dn_k, 1.0f);
         await_tagged(w, tag, p.barrier, [&](int i) { return at[i]; });
         stage_point(POINT_AWAITED);
         block_sync();

@@ -241,6 +241,11 @@ struct TaggedVector {
     u64* report;   // Params::barrier: where a timed-out wait is reported
 };
 
+// The words at `words` as the layer tagged `tag` writes them.
+__device__ __forceinline__ TaggedVector tagged_words(const Params& p, const u64* words, unsigned tag) {
+    return {words, tag, p.barrier};
+}
+
 // This thread's float4s j = thread_id() + i * THREADS (those below N4) of a
 // vector, every load issued before any is used.
 template <int PER, class T>

@@ -28,7 +28,7 @@ __device__ __forceinline__ void mlp_up(const Params& p, unsigned tag, const Stag
 
 // x = x_mid + W_down . h for the block's rows of W_down.
 __device__ __forceinline__ void mlp_down(const Params& p, unsigned tag, const Stage& st, Smem& s) {
-    load_vector<INTERMEDIATE>({p.h, tag, p.barrier}, s.vec);
+    load_vector<INTERMEDIATE>(tagged_words(p, p.h, tag), s.vec);
     stage_point(POINT_AWAITED);
     project_and_add_residual<Down>(p.x, tag, st, s);
 }
