@@ -236,8 +236,8 @@ def main() -> None:
     config = PRESETS[args.config]
     t0 = time.perf_counter()
     weights = random_weights(config, seed=1, device=device)
-    options = tuple(args.options.split())
-    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=options)
+    main_options = tuple(args.options.split())
+    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=main_options)
     setup_s = time.perf_counter() - t0
     bandwidth = read_bandwidth(device, GPU_SETUP.bandwidth_bytes)
     floor_s = config.decode_bytes_per_step() / bandwidth
@@ -250,16 +250,16 @@ def main() -> None:
         "floor_ms": floor_s * 1e3, "floor_tok_s": 1 / floor_s,
         "default": time_backend(backend, depths, args.reps, floor_s),
     }
-    for options in args.variant:
-        variant = MegakernelBackend(config, weights, device, prefill="reference",
-                                    kernel_options=tuple(options.split()))
-        result[options] = time_backend(variant, depths, args.reps, floor_s)
+    for variant_options in args.variant:
+        options = tuple(variant_options.split())
+        variant = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=options)
+        result[variant_options] = time_backend(variant, depths, args.reps, floor_s)
         if args.stages:
-            result[options]["stages"] = stage_breakdown(config, weights, device, depths[0], tuple(options.split()))
+            result[variant_options]["stages"] = stage_breakdown(config, weights, device, depths[0], options)
     if args.stages:
-        result["stages"] = [stage_breakdown(config, weights, device, d, options) for d in depths]
+        result["stages"] = [stage_breakdown(config, weights, device, d, main_options) for d in depths]
     if args.units:
-        result["units"] = unit_breakdown(config, weights, device, depths[0], options)
+        result["units"] = unit_breakdown(config, weights, device, depths[0], main_options)
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
