@@ -25,12 +25,10 @@ from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import (
+    BARRIER_WORDS,
     BLOCK_THREADS,
     HANDOFF_TIMED_OUT,
     SHARED_LINE,
-    STAGE_CLOCK_WORDS,
-    TIMELINE_WORDS,
-    UNIT_CLOCK_WORDS,
     check_supported,
 )
 from .prefill import FastPrefill
@@ -195,8 +193,7 @@ class MegakernelBackend:
         self.tokens = driver.MappedInts(1)
         # [arrival counter, where a timeout is reported, stage clock ring, unit clock record, stage clock
         # timeline (timing builds)]
-        self.barrier = torch.zeros(2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS + TIMELINE_WORDS, dtype=torch.int64,
-                                   device=self.device)
+        self.barrier = torch.zeros(BARRIER_WORDS, dtype=torch.int64, device=self.device)
         self.barrier[1] = self.progress.device_ptr
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

@@ -39,6 +39,12 @@ UNIT_CLOCK_WORDS = UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS + 2 * UNIT_CLOCK_PAG
 TIMELINE_BLOCKS = 256
 TIMELINE_RECORD = 1 + 2 * STAGE_POINT_SLOTS
 TIMELINE_WORDS = TIMELINE_BLOCKS * UNIT_CLOCK_LAYERS * TIMELINE_RECORD
+# Where those records start in the barrier buffer (Params::barrier), after the
+# arrival counter and the report address, and the buffer's length.
+STAGE_CLOCK_AT = 2
+UNIT_CLOCK_AT = STAGE_CLOCK_AT + STAGE_CLOCK_WORDS
+TIMELINE_AT = UNIT_CLOCK_AT + UNIT_CLOCK_WORDS
+BARRIER_WORDS = TIMELINE_AT + TIMELINE_WORDS
 # What a block reports (in place of the progress count) when a tagged hand-off
 # times out (common.cuh: HANDOFF_TIMED_OUT).
 HANDOFF_TIMED_OUT = -0x40000000

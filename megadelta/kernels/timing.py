@@ -32,19 +32,22 @@ from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
 from ..megakernel import MegakernelBackend
 from .codegen import (
+    STAGE_CLOCK_AT,
     STAGE_CLOCK_SLOTS,
     STAGE_CLOCK_WORDS,
     STAGE_POINT_SLOTS,
     STAGE_POINTS,
+    TIMELINE_AT,
+    TIMELINE_BLOCKS,
+    TIMELINE_RECORD,
+    TIMELINE_WORDS,
+    UNIT_CLOCK_AT,
     UNIT_CLOCK_HEADER,
     UNIT_CLOCK_LAYER,
     UNIT_CLOCK_LAYERS,
     UNIT_CLOCK_PAGES,
     UNIT_CLOCK_UNITS,
     UNIT_CLOCK_WORDS,
-    TIMELINE_BLOCKS,
-    TIMELINE_RECORD,
-    TIMELINE_WORDS,
 )
 
 
@@ -98,8 +101,8 @@ def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, de
     list(backend.decode_greedy(1, state, STAGE_STEPS, set()))   # warm-up
     state.position = depth
     torch.cuda.synchronize()
-    clock_words = backend.barrier[2:2 + STAGE_CLOCK_WORDS]   # after the counter and the report address
-    timeline_words = backend.barrier[2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS:][:TIMELINE_WORDS]
+    clock_words = backend.barrier[STAGE_CLOCK_AT:STAGE_CLOCK_AT + STAGE_CLOCK_WORDS]
+    timeline_words = backend.barrier[TIMELINE_AT:TIMELINE_AT + TIMELINE_WORDS]
     clock_words.zero_()
     timeline_words.zero_()
     list(backend.decode_greedy(1, state, STAGE_STEPS, set()))
@@ -202,7 +205,7 @@ def unit_breakdown(config: ModelConfig, weights: dict, device: torch.device, dep
     backend = MegakernelBackend(config, weights, device, prefill="reference",
                                 kernel_options=("-DUNIT_CLOCK=1", *options))
     state = backend.new_state(depth + 8)
-    record = backend.barrier[2 + STAGE_CLOCK_WORDS:2 + STAGE_CLOCK_WORDS + UNIT_CLOCK_WORDS]
+    record = backend.barrier[UNIT_CLOCK_AT:UNIT_CLOCK_AT + UNIT_CLOCK_WORDS]
     for _ in range(2):   # a warm-up, then the one recorded
         state.position = depth
         torch.cuda.synchronize()
