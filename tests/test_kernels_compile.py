@@ -147,6 +147,16 @@ def test_host_mirrors_the_kernel_argument():
     assert all(t.endswith("*") for t, _ in c_struct_fields(header, "LayerWeights"))
 
 
+class LayoutMacros(dict):
+    """Names in a #define's value, evaluated from their own #defines."""
+    def __init__(self, expressions: dict[str, str]):
+        super().__init__()
+        self.expressions = expressions
+
+    def __missing__(self, name: str) -> int:
+        return eval(self.expressions[name], {}, self)
+
+
 def test_host_mirrors_the_kernel_constants():
     """The numbers codegen.py keeps in step with common.cuh (block shape, the
     timing builds' record layout, the hand-off timeout's report) agree."""
@@ -158,6 +168,11 @@ def test_host_mirrors_the_kernel_constants():
                  "UNIT_CLOCK_LAYERS", "UNIT_CLOCK_HEADER", "UNIT_CLOCK_UNITS", "UNIT_CLOCK_PAGES",
                  "TIMELINE_BLOCKS", "HANDOFF_TIMED_OUT", "SHARED_LINE"):
         assert int(defines[name].strip("()"), 0) == getattr(codegen, name), name
+    # Where the timing builds' records sit in Params::barrier, as the kernel computes them.
+    expressions = dict(re.findall(r"^#define (\w+) (.+)$", header, re.MULTILINE))
+    for name in ("STAGE_CLOCK_AT", "STAGE_CLOCK_WORDS", "UNIT_CLOCK_AT", "UNIT_CLOCK_WORDS", "TIMELINE_RECORD",
+                 "TIMELINE_AT"):
+        assert eval(expressions[name], {}, LayoutMacros(expressions)) == getattr(codegen, name), name
     points = re.search(r"enum StagePoint \{(.*?)STAGE_POINTS", header, re.DOTALL)[1]
     assert tuple(n[len("POINT_"):].lower() for n in re.findall(r"POINT_\w+", points)) == codegen.STAGE_POINTS
 

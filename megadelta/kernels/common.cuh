@@ -353,20 +353,23 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 // (N_LAYERS + 1) + layer, the output projection last). Each block's thread 0
 // marks where it begins each stage (stage_begin) and times the StagePoints it
 // passes in it, in the order passed (up to STAGE_POINT_SLOTS), from that
-// moment. After counter[2], per stage number (mod STAGE_CLOCK_SLOTS): the
+// moment. From counter[STAGE_CLOCK_AT] (after the arrival counter and the
+// report address), per stage number (mod STAGE_CLOCK_SLOTS): the
 // longest and the summed duration over blocks (the host divides by the grid),
 // then per point the maximum over blocks, the sum and the point's kind + 1.
 // Besides, each block records, for the layers [UNIT_CLOCK_LAYER, +
 // UNIT_CLOCK_LAYERS) of every step (the last step's stay), the global time it
 // began each and passed each point with the point's kind + 1: the timeline,
 // after the unit clock's words, [TIMELINE_BLOCKS][UNIT_CLOCK_LAYERS]
-// [1 + 2 * STAGE_POINT_SLOTS], which says when one block's outputs reach
+// [TIMELINE_RECORD], which says when one block's outputs reach
 // another (durations from each block's own start cannot).
 #ifndef STAGE_CLOCK
 #define STAGE_CLOCK 0
 #endif
 #define STAGE_CLOCK_SLOTS 512
 #define STAGE_POINT_SLOTS 16
+#define STAGE_CLOCK_AT 2
+#define STAGE_CLOCK_WORDS (2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS)
 
 enum StagePoint {
     POINT_DONE,     // every thread reached the grid barrier (the argmax's)
@@ -404,17 +407,17 @@ __device__ __forceinline__ u64 global_timer_ns() {
 #define UNIT_CLOCK_UNITS 2048
 #define UNIT_CLOCK_PAGES 8192
 #define UNIT_CLOCK_WORDS (UNIT_CLOCK_HEADER + 8 * UNIT_CLOCK_UNITS + 2 * UNIT_CLOCK_PAGES)
+#define UNIT_CLOCK_AT (STAGE_CLOCK_AT + STAGE_CLOCK_WORDS)
 
-__device__ __forceinline__ u64* unit_clock_words(u64* counter) {
-    return counter + 2 + 2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS;
-}
+__device__ __forceinline__ u64* unit_clock_words(u64* counter) { return counter + UNIT_CLOCK_AT; }
 #define TIMELINE_BLOCKS 256
+#define TIMELINE_RECORD (1 + 2 * STAGE_POINT_SLOTS)
+#define TIMELINE_AT (UNIT_CLOCK_AT + UNIT_CLOCK_WORDS)
 // This block's timeline record of stage `number`, or null outside the window.
 __device__ __forceinline__ u64* stage_timeline(u64* counter, unsigned number) {
     const int k = (int)(number % (N_LAYERS + 1)) - UNIT_CLOCK_LAYER;
     if (k < 0 || k >= UNIT_CLOCK_LAYERS || blockIdx.x >= TIMELINE_BLOCKS) return nullptr;
-    return unit_clock_words(counter) + UNIT_CLOCK_WORDS
-           + ((size_t)blockIdx.x * UNIT_CLOCK_LAYERS + k) * (1 + 2 * STAGE_POINT_SLOTS);
+    return counter + TIMELINE_AT + ((size_t)blockIdx.x * UNIT_CLOCK_LAYERS + k) * TIMELINE_RECORD;
 }
 
 // When this block began its current stage, the stage's number, the clock's
@@ -438,7 +441,7 @@ __device__ __forceinline__ void stage_point(StagePoint point) {
         const u64 elapsed = global_timer_ns() - start.time;
         const unsigned k = start.points++;
         if (start.counter == nullptr || k >= STAGE_POINT_SLOTS) return;
-        u64* slot = start.counter + 2 + 2 * STAGE_CLOCK_SLOTS
+        u64* slot = start.counter + STAGE_CLOCK_AT + 2 * STAGE_CLOCK_SLOTS
                     + (start.number % STAGE_CLOCK_SLOTS) * 3 * STAGE_POINT_SLOTS + 3 * k;
         atomicMax(slot, elapsed);
         atomicAdd(slot + 1, elapsed);
@@ -456,7 +459,7 @@ __device__ __forceinline__ void stage_begin(u64* counter, unsigned number) {
         StageStart& start = stage_start();
         const u64 now = global_timer_ns();
         if (start.counter != nullptr) {
-            u64* pair = counter + 2 + 2 * (start.number % STAGE_CLOCK_SLOTS);
+            u64* pair = counter + STAGE_CLOCK_AT + 2 * (start.number % STAGE_CLOCK_SLOTS);
             atomicMax(pair, now - start.time);
             atomicAdd(pair + 1, now - start.time);
         }
