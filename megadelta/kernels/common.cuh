@@ -131,10 +131,16 @@ __device__ __forceinline__ unsigned shared_address(const void* p) {
     return (unsigned)a;
 }
 
+// The helpers below that take an `unsigned` take a shared-memory address
+// (shared_address): the ring's producer computes its slots' addresses once,
+// where a generic pointer costs a conversion at every use (one thread issues
+// every page of the block: each instruction of its loop paces the weight stream).
+
 // 16 bytes global -> shared, through L2 only; completes asynchronously.
-__device__ __forceinline__ void copy_async16(void* dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(shared_address(dst)), "l"(src) : "memory");
+__device__ __forceinline__ void copy_async16(unsigned dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src) : "memory");
 }
+__device__ __forceinline__ void copy_async16(void* dst, const void* src) { copy_async16(shared_address(dst), src); }
 // Wait for all of this thread's cp.async copies.
 __device__ __forceinline__ void async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
@@ -154,54 +160,64 @@ __device__ __forceinline__ void mbarrier_init(u64* bar, unsigned arrivals) {
 #else
 #define MBARRIER_TEST_PARITY "mbarrier.test_wait.parity.shared.b64"
 #endif
-__device__ __forceinline__ bool mbarrier_done(u64* bar, unsigned parity) {
+__device__ __forceinline__ bool mbarrier_done(unsigned bar, unsigned parity) {
     unsigned done;
     asm volatile("{\n .reg .pred p;\n " MBARRIER_TEST_PARITY " p, [%1], %2;\n"
-                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(shared_address(bar)), "r"(parity) : "memory");
+                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    return done != 0;
+}
+__device__ __forceinline__ bool mbarrier_done(u64* bar, unsigned parity) {
+    return mbarrier_done(shared_address(bar), parity);
+}
+// The same answer at once, never suspending: a look, not a wait.
+__device__ __forceinline__ bool mbarrier_test(unsigned bar, unsigned parity) {
+    unsigned done;
+    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     return done != 0;
 }
 __device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
     while (!mbarrier_done(bar, parity)) {}
 }
 // `count` arrivals (release: this thread's earlier shared-memory reads are done).
-__device__ __forceinline__ void mbarrier_arrive(u64* bar, unsigned count) {
+__device__ __forceinline__ void mbarrier_arrive(unsigned bar, unsigned count) {
 #if BULK_COPY
-    asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0], %1;" :: "r"(shared_address(bar)), "r"(count)
-                 : "memory");
+    asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(count) : "memory");
 #else
     for (unsigned i = 0; i < count; ++i)
-        asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared.b64 state, [%0];\n}" :: "r"(shared_address(bar))
-                     : "memory");
+        asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared.b64 state, [%0];\n}" :: "r"(bar) : "memory");
 #endif
 }
+__device__ __forceinline__ void mbarrier_arrive(u64* bar, unsigned count) { mbarrier_arrive(shared_address(bar), count); }
 // Before Hopper: an arrival when all of this thread's earlier cp.async copies have landed.
-__device__ __forceinline__ void mbarrier_arrive_on_copies(u64* bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" :: "r"(shared_address(bar)) : "memory");
+__device__ __forceinline__ void mbarrier_arrive_on_copies(unsigned bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared.b64 [%0];" :: "r"(bar) : "memory");
 }
 #if BULK_COPY
 // Arrive (the one expected arrival) and expect `bytes` of copies on the barrier's current phase.
-__device__ __forceinline__ void mbarrier_expect_bytes(u64* bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(shared_address(bar)), "r"(bytes)
-                 : "memory");
+__device__ __forceinline__ void mbarrier_expect_bytes(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" :: "r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
+__device__ __forceinline__ void bulk_copy_to_shared(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
     if (WEIGHT_L2_EVICT_FIRST)
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
                      " [%0], [%1], %2, [%3], %4;"
-                     :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)),
-                        "l"(weight_l2_policy()) : "memory");
+                     :: "r"(dst), "l"(src), "r"(bytes), "r"(bar), "l"(weight_l2_policy()) : "memory");
     else
         asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                     :: "r"(shared_address(dst)), "l"(src), "r"(bytes), "r"(shared_address(bar)) : "memory");
+                     :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
 }
 #else   // before Hopper the ring's copies are cp.async; these are never called
-__device__ __forceinline__ void mbarrier_expect_bytes(u64*, unsigned) {}
-__device__ __forceinline__ void bulk_copy_to_shared(void*, const void*, unsigned, u64*) {}
+__device__ __forceinline__ void mbarrier_expect_bytes(unsigned, unsigned) {}
+__device__ __forceinline__ void bulk_copy_to_shared(unsigned, const void*, unsigned, unsigned) {}
 #endif
 
-// Ordered hand-over of a word between the ring's producer and its consumers.
-__device__ __forceinline__ void store_release_shared(unsigned* p, unsigned v) {
-    asm volatile("st.release.cta.shared.u32 [%0], %1;" :: "r"(shared_address(p)), "r"(v) : "memory");
+// The ring's page numbers. The producer's store needs no ordering: a page's
+// data is ordered by its slot's `full` barrier, which a reader waits on after
+// it has seen the number (a release store cost a fence every page). The
+// readers' loads acquire.
+__device__ __forceinline__ void store_relaxed_shared(unsigned p, unsigned v) {
+    asm volatile("st.relaxed.cta.shared.u32 [%0], %1;" :: "r"(p), "r"(v) : "memory");
 }
 __device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v) {
     unsigned seen;

@@ -128,8 +128,15 @@ inline uint4 load_shared16(const void* p) {
     std::memcpy(&v, p, 16);
     return v;
 }
+// A shared-memory address is the offset into the block's buffer.
+inline unsigned shared_address(const void* p) {
+    return (unsigned)(static_cast<const unsigned char*>(p) - BLOCK_SHARED_BASE);
+}
+template <class T>
+inline T* shared_pointer(unsigned address) { return reinterpret_cast<T*>(BLOCK_SHARED_BASE + address); }
 // Copies complete at once on the CPU; the waits only need the block barrier that follows them.
 inline void copy_async16(void* dst, const void* src) { std::memcpy(dst, src, 16); }
+inline void copy_async16(unsigned dst, const void* src) { copy_async16(shared_pointer<void>(dst), src); }
 inline void async_wait_all() {}
 // The Hopper path (what the H100 runs): a bulk copy lands at once. An mbarrier
 // is (phase << 32 | arrivals << 16 | expected arrivals); the waits check that
@@ -150,19 +157,22 @@ inline bool mbarrier_done(u64* bar, unsigned parity) {
     if (!done) std::this_thread::yield();
     return done;
 }
+inline bool mbarrier_done(unsigned bar, unsigned parity) { return mbarrier_done(shared_pointer<u64>(bar), parity); }
+inline bool mbarrier_test(unsigned bar, unsigned parity) { return mbarrier_done(bar, parity); }
+inline void mbarrier_arrive(unsigned bar, unsigned count) { mbarrier_arrive(shared_pointer<u64>(bar), count); }
 // Waiters sleep until the barrier changes (hundreds of spinning threads would starve the producer).
 inline void mbarrier_wait(u64* bar, unsigned parity) {
     std::atomic_ref<u64> b(*bar);
     for (u64 seen = b.load(); ((seen >> 32) & 1u) == parity; seen = b.load()) b.wait(seen);
 }
-inline void mbarrier_arrive_on_copies(u64* bar) { mbarrier_arrive(bar, 1); }
-inline void mbarrier_expect_bytes(u64*, unsigned) {}   // the copy arrives when it lands
-inline void bulk_copy_to_shared(void* dst, const void* src, unsigned bytes, u64* bar) {
-    std::memcpy(dst, src, bytes);
+inline void mbarrier_arrive_on_copies(unsigned bar) { mbarrier_arrive(bar, 1); }
+inline void mbarrier_expect_bytes(unsigned, unsigned) {}   // the copy arrives when it lands
+inline void bulk_copy_to_shared(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
+    std::memcpy(shared_pointer<void>(dst), src, bytes);
     mbarrier_arrive(bar, 1);
 }
-inline void store_release_shared(unsigned* p, unsigned v) {
-    std::atomic_ref<unsigned> a(*p);
+inline void store_relaxed_shared(unsigned p, unsigned v) {
+    std::atomic_ref<unsigned> a(*shared_pointer<unsigned>(p));
     a.store(v);
     a.notify_all();
 }

@@ -12,10 +12,17 @@
 // warps wait at grid barriers, load vectors or finish the previous stage, across
 // any number of stages. Page q of the block's sequence goes to slot q % slots.
 //
-// The producer keeps at most PAGES_IN_FLIGHT copies outstanding: enough for
-// HBM to stream at full rate (Little's law: ~3 TB/s x ~1.5 us over 132 SMs is
-// ~35 KB an SM), few enough that the grid barrier's arrivals and the stages'
-// vector loads do not queue behind a whole stage's worth of weight reads.
+// How many copies the producer keeps outstanding paces the weight stream, and
+// the pace is a trade: fewer copies in flight stream slower, more load the
+// memory system that every hand-off between blocks goes through. So the limit
+// follows the compute warps' lead: PAGES_IN_FLIGHT (2) while the ring holds at
+// least SHORT_LEAD_PAGES landed or landing pages ahead of them, and
+// PAGES_IN_FLIGHT_SHORT (4) once they have released the page that many behind
+// the producer's next, that is once they will soon wait for weights (+1.3%
+// tg128 over a fixed 3 on the H100, v34 in docs/perf-notes.md). The producer
+// thread itself is on the stream's critical path: 150 more clocks a page cost
+// 13% of tg128, so its loop keeps the ring's addresses and slot count in
+// registers.
 // Pages rather than units per copy: one thread issues the copies, and at one
 // 4 KB unit per copy its loop (two mbarrier waits, a release store, the copy)
 // could not keep up with an SM's share of HBM (v15 in docs/perf-notes.md).
@@ -43,7 +50,13 @@
 #define PAGE_BYTES_MIN 8192u
 #endif
 #ifndef PAGES_IN_FLIGHT
-#define PAGES_IN_FLIGHT 3
+#define PAGES_IN_FLIGHT 2
+#endif
+#ifndef PAGES_IN_FLIGHT_SHORT
+#define PAGES_IN_FLIGHT_SHORT 4
+#endif
+#ifndef SHORT_LEAD_PAGES
+#define SHORT_LEAD_PAGES 6
 #endif
 // The output projection (a third of a step's bytes) runs alone, bound by HBM,
 // with no hand-off waiting behind its copies: it keeps more in flight (183 ->
@@ -111,6 +124,10 @@ struct RingPos {
             slot -= slots;
             ++lap;
         }
+    }
+    // Where the page `pages` (< slots, and no more than this page's number) before this one sits.
+    __device__ __forceinline__ RingPos behind(unsigned pages, unsigned slots) const {
+        return slot >= pages ? RingPos{slot - pages, lap} : RingPos{slot + slots - pages, lap - 1};
     }
 };
 __device__ __forceinline__ RingPos ring_pos(unsigned page, unsigned slots) { return {page % slots, page / slots}; }
@@ -203,13 +220,17 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 struct Producer {
     Ring& ring;
     u64* clock_counter;         // Params::barrier, for UNIT_CLOCK builds
+    // The ring as shared-memory addresses and its slot count, once (common.cuh).
+    const unsigned slots = ring.slots;
+    const unsigned full0 = shared_address(&ring.full[0]), empty0 = shared_address(&ring.empty[0]);
+    const unsigned page0 = shared_address(&ring.page[0]), area0 = shared_address(ring_area());
     unsigned next = 0;          // pages issued so far
     unsigned in_flight = 0;     // of which not yet retired (seen landed)
     RingPos at{0u, 0u};         // where page `next` goes
     RingPos oldest{0u, 0u};     // the oldest page whose copy may still be in flight
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
-    __device__ __forceinline__ bool wait_or_stop(u64* bar, unsigned parity) {
+    __device__ __forceinline__ bool wait_or_stop(unsigned bar, unsigned parity) {
         while (!mbarrier_done(bar, parity))
             if (ring.stop) return false;
         return true;
@@ -217,41 +238,54 @@ struct Producer {
 
     // Wait until the oldest copy in flight has landed.
     __device__ __forceinline__ void retire_oldest() {
-        mbarrier_wait(&ring.full[oldest.slot], oldest.lap & 1u);
-        oldest.advance(1, ring.slots);
+        while (!mbarrier_done(full0 + 8 * oldest.slot, oldest.lap & 1u)) {}
+        oldest.advance(1, slots);
         --in_flight;
     }
 
     // Issue this block's share of W, shaped M, with at most `pages_in_flight`
-    // copies outstanding (fewer than the ring's slots, so that the page waited
+    // copies outstanding (PAGES_IN_FLIGHT_SHORT if more, while the compute warps'
+    // lead is short; always fewer than the ring's slots, so that the page waited
     // for is the latest its slot has held); false once the compute warps have finished.
     template <class M>
     __device__ __forceinline__ bool give(const bf16_t* W, int pages_in_flight = PAGES_IN_FLIGHT) {
         constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = UNITS_PER_PAGE<M>;
         int u0, u1;
         block_units<R>(n_rows, u0, u1);
-        const unsigned most = min(pages_in_flight, (int)ring.slots - 1);
-        for (int u = u0; u < u1; u += UPP, ++next, ++in_flight, at.advance(1, ring.slots)) {
+        const unsigned most = min(pages_in_flight, (int)slots - 1);
+        const unsigned most_short = max(most, min((unsigned)PAGES_IN_FLIGHT_SHORT, slots - 1));
+        for (int u = u0; u < u1; u += UPP, ++next, ++in_flight, at.advance(1, slots)) {
             const unsigned slot = at.slot;
-            if (at.lap > 0 && !wait_or_stop(&ring.empty[slot], (at.lap - 1) & 1u)) return false;
-            while (in_flight >= most) retire_oldest();
+            if (at.lap > 0 && !wait_or_stop(empty0 + 8 * slot, (at.lap - 1) & 1u)) return false;
+            // Has the compute warps' lead grown short (page next - SHORT_LEAD_PAGES
+            // released: the release of a page of lap L completes its slot's `empty`
+            // phase of parity L)? Warp-uniform: before Hopper every producer lane
+            // runs this loop, and all must agree.
+            unsigned limit = most;
+            if (SHORT_LEAD_PAGES < slots && next >= SHORT_LEAD_PAGES) {
+                const RingPos back = at.behind(SHORT_LEAD_PAGES, slots);
+                bool short_lead = mbarrier_test(empty0 + 8 * back.slot, back.lap & 1u);
+                if (!BULK_COPY) short_lead = __shfl_sync(0xffffffffu, (int)short_lead, 0) != 0;
+                if (short_lead) limit = most_short;
+            }
+            while (in_flight >= limit) retire_oldest();
             // The units a page does not hold are released now; the matrix's last
             // unit may be short: copy only rows that exist.
             const int units = min(UPP, u1 - u), row0 = u * R;
             const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
-            unsigned char* dst = ring_area() + (size_t)slot * PAGE_BYTES;
+            const unsigned dst = area0 + slot * PAGE_BYTES, full = full0 + 8 * slot;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
-            if (lane_id() == 0) {
-                if (units < UNITS_CAP) mbarrier_arrive(&ring.empty[slot], (UNITS_CAP - units) * WARPS);
-                store_release_shared(&ring.page[slot], next);
+            if (BULK_COPY || lane_id() == 0) {
+                if (units < UNITS_CAP) mbarrier_arrive(empty0 + 8 * slot, (UNITS_CAP - units) * WARPS);
+                store_relaxed_shared(page0 + 4 * slot, next);
             }
             unit_clock_page(clock_counter, next);
             if (BULK_COPY) {
-                mbarrier_expect_bytes(&ring.full[slot], bytes);
-                bulk_copy_to_shared(dst, src, bytes, &ring.full[slot]);
+                mbarrier_expect_bytes(full, bytes);
+                bulk_copy_to_shared(dst, src, bytes, full);
             } else {
                 for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
-                mbarrier_arrive_on_copies(&ring.full[slot]);
+                mbarrier_arrive_on_copies(full);
             }
         }
         return true;
@@ -262,3 +296,5 @@ struct Producer {
         while (in_flight > 0) retire_oldest();
     }
 };
+
+
