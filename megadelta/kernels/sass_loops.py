@@ -1,0 +1,151 @@
+"""Are the products' unit loops the same machine code in two builds of the megakernel?
+
+ptxas schedules the kernel as one function, so a change anywhere in it can
+reorder the instructions of every product loop, and a tg128 A/B of the change
+then measures a new schedule as well (docs/perf-notes.md: v31, v32 and v34's
+first form). Compare a candidate's build with main's before timing it:
+
+    python3 -m megadelta.kernels.sass_loops --b ../candidate          # two source trees
+    python3 -m megadelta.kernels.sass_loops --b-option=-DPAGES_IN_FLIGHT=3
+
+Each side is built with NVRTC as the package builds it (a cubin for sm_90a)
+from the tree given (a directory holding the `megadelta` package; default the
+one this module is in), disassembled with cuobjdump (on PATH or from the
+nvidia-cuda-cuobjdump wheel), and each innermost loop that reads shared memory
+and runs FMAs (a product's unit loop) is compared as its sequence of
+instructions with registers and constants blanked out. Exit status 1 when any
+differs. Needs no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import PRESETS
+
+_INSTRUCTION = re.compile(r"^\s+/\*([0-9a-f]+)\*/\s+(.*?)\s*;")
+_PREDICATE = re.compile(r"^@!?U?P[T\d]\s+")
+_OPERAND = re.compile(r"\bU?R\d+\b|\bU?P\d\b|\b0x[0-9a-f]+\b|-?\b\d+\b")
+
+
+@dataclass
+class Instruction:
+    address: int
+    text: str
+
+    @property
+    def opcode(self) -> str:
+        return _PREDICATE.sub("", self.text).split(" ")[0].split(".")[0]
+
+
+def parse_sass(text: str) -> list[Instruction]:
+    """The instructions of cuobjdump -sass output, in address order."""
+    out = []
+    for line in text.splitlines():
+        m = _INSTRUCTION.match(line)
+        if m:
+            out.append(Instruction(int(m.group(1), 16), m.group(2)))
+    return out
+
+
+def loops(code: list[Instruction]) -> list[tuple[int, int]]:
+    """(first, last) indices of each loop: a backward branch and its target."""
+    index = {ins.address: i for i, ins in enumerate(code)}
+    found = []
+    for i, ins in enumerate(code):
+        m = re.search(r"0x([0-9a-f]+)", ins.text)
+        if ins.opcode == "BRA" and m and int(m.group(1), 16) < ins.address and int(m.group(1), 16) in index:
+            found.append((index[int(m.group(1), 16)], i))
+    return found
+
+
+def product_loops(code: list[Instruction]) -> list[list[Instruction]]:
+    """The products' unit loops: loops that read shared memory and multiply,
+    holding no such loop inside (the waits inside a unit loop are loops too).
+    Not the ranges that hold the producer's copies or the compiler's
+    out-of-line paths of divergent shuffles (ENDCOLLECTIVE), which ptxas lays
+    out after the compute code, behind branches that look like loops."""
+    def multiplies(a: int, b: int) -> bool:
+        ops = [ins.opcode for ins in code[a:b + 1]]
+        return (ops.count("LDS") >= 4 and ops.count("FFMA") >= 16
+                and not set(ops) & {"UBLKCP", "LDGSTS", "ENDCOLLECTIVE"})
+
+    candidates = [(a, b) for a, b in loops(code) if multiplies(a, b)]
+    return [code[a:b + 1] for a, b in candidates
+            if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in candidates)]
+
+
+def blanked(loop: list[Instruction]) -> list[str]:
+    """A loop's instructions with registers, predicates and numbers blanked out."""
+    return [_OPERAND.sub("_", ins.text) for ins in loop]
+
+
+def _cuobjdump() -> str:
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    for root in sys.path:
+        hits = glob.glob(os.path.join(root, "nvidia", "*", "bin", "cuobjdump"))
+        if hits:
+            return hits[0]
+    raise SystemExit("cuobjdump not found: put the CUDA toolkit's bin on PATH or pip install nvidia-cuda-cuobjdump")
+
+
+def build_sass(tree: Path, config: str, options: list[str]) -> str:
+    """The SASS of the megakernel built from the package in `tree`."""
+    program = ("import sys; from megadelta.config import PRESETS; "
+               "from megadelta.kernels.build import compile_megakernel; "
+               f"b = compile_megakernel(PRESETS[{config!r}], 'sm_90a', use_cache=False, "
+               f"extra_options=tuple({options!r})); sys.stdout.buffer.write(b.image)")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    run = subprocess.run([sys.executable, "-c", program], env=env, cwd=tree, capture_output=True, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"building the megakernel from {tree} failed:\n{run.stderr.decode()}")
+    cubin = run.stdout
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([_cuobjdump(), "-sass", f.name], check=True, capture_output=True, text=True).stdout
+
+
+def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
+    """Print each pair of product loops, in address order; True if all are the same."""
+    same = len(a) == len(b)
+    print(f"product loops: {len(a)} and {len(b)}")
+    for k, (x, y) in enumerate(zip(a, b)):
+        bx, by = blanked(x), blanked(y)
+        ratio = 1.0 if bx == by else difflib.SequenceMatcher(None, bx, by).ratio()
+        same &= bx == by
+        print(f"  loop {k:2d} at {x[0].address:#07x} / {y[0].address:#07x}: {len(x)} / {len(y)} instructions, "
+              f"{'same' if bx == by else f'differ (similarity {ratio:.3f})'}")
+    return same
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parents[2]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="qwen3.5-0.8b", choices=sorted(PRESETS))
+    parser.add_argument("--a", type=Path, default=here, help="tree of the first build (default: this one)")
+    parser.add_argument("--b", type=Path, default=here, help="tree of the second build (default: this one)")
+    parser.add_argument("--a-option", action="append", default=[], metavar="OPTION",
+                        help="an NVRTC option of the first build (repeatable)")
+    parser.add_argument("--b-option", action="append", default=[], metavar="OPTION",
+                        help="an NVRTC option of the second build, e.g. --b-option=-DPAGES_IN_FLIGHT=3")
+    args = parser.parse_args()
+    loops = [product_loops(parse_sass(build_sass(tree.resolve(), args.config, options)))
+             for tree, options in ((args.a, args.a_option), (args.b, args.b_option))]
+    sys.exit(0 if compare(*loops) else 1)
+
+
+if __name__ == "__main__":
+    main()
