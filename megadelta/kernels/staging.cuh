@@ -18,13 +18,13 @@
 // follows the compute warps' lead: PAGES_IN_FLIGHT (2) while the ring holds at
 // least SHORT_LEAD_PAGES landed or landing pages ahead of them, and
 // PAGES_IN_FLIGHT_SHORT (4) once they have released the page that many behind
-// the producer's next, that is once they will soon wait for weights (+1.3%
-// tg128 over a fixed 3 on the H100, v34 in docs/perf-notes.md). The producer
-// thread itself is on the stream's critical path: 150 more clocks a page cost
-// 13% of tg128, so its loop keeps the ring's addresses and slot count in
-// registers.
+// the producer's next, that is once they will soon wait for weights
+// (+0.8-1.3% tg128 over a fixed 3 on the H100, v34 in docs/perf-notes.md).
+// The producer thread's loop paces the stream too (150 more clocks a page cost
+// 13% of tg128): it keeps the ring's addresses and slot count in registers, so
+// that these limits set the pace rather than its own length.
 // Pages rather than units per copy: one thread issues the copies, and at one
-// 4 KB unit per copy its loop (two mbarrier waits, a release store, the copy)
+// 4 KB unit per copy its loop (two mbarrier waits, a page-number store, the copy)
 // could not keep up with an SM's share of HBM (v15 in docs/perf-notes.md).
 //
 // Per slot: `full` completes when the page has landed (the producer's arrival
