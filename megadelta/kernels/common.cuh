@@ -176,9 +176,10 @@ __device__ __forceinline__ bool mbarrier_test(unsigned bar, unsigned parity) {
                  " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     return done != 0;
 }
-__device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) {
+__device__ __forceinline__ void mbarrier_wait(unsigned bar, unsigned parity) {
     while (!mbarrier_done(bar, parity)) {}
 }
+__device__ __forceinline__ void mbarrier_wait(u64* bar, unsigned parity) { mbarrier_wait(shared_address(bar), parity); }
 // `count` arrivals (release: this thread's earlier shared-memory reads are done).
 __device__ __forceinline__ void mbarrier_arrive(unsigned bar, unsigned count) {
 #if BULK_COPY

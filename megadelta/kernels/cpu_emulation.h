@@ -165,6 +165,7 @@ inline void mbarrier_wait(u64* bar, unsigned parity) {
     std::atomic_ref<u64> b(*bar);
     for (u64 seen = b.load(); ((seen >> 32) & 1u) == parity; seen = b.load()) b.wait(seen);
 }
+inline void mbarrier_wait(unsigned bar, unsigned parity) { mbarrier_wait(shared_pointer<u64>(bar), parity); }
 inline void mbarrier_arrive_on_copies(unsigned bar) { mbarrier_arrive(bar, 1); }
 inline void mbarrier_expect_bytes(unsigned, unsigned) {}   // the copy arrives when it lands
 inline void bulk_copy_to_shared(unsigned dst, const void* src, unsigned bytes, unsigned bar) {

@@ -64,8 +64,9 @@ def loops(code: list[Instruction]) -> list[tuple[int, int]]:
     found = []
     for i, ins in enumerate(code):
         m = re.search(r"0x([0-9a-f]+)", ins.text)
-        if ins.opcode == "BRA" and m and int(m.group(1), 16) < ins.address and int(m.group(1), 16) in index:
-            found.append((index[int(m.group(1), 16)], i))
+        target = int(m.group(1), 16) if ins.opcode == "BRA" and m else None
+        if target is not None and target < ins.address and target in index:
+            found.append((index[target], i))
     return found
 
 
@@ -124,10 +125,10 @@ def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
     print(f"product loops: {len(a)} and {len(b)}")
     for k, (x, y) in enumerate(zip(a, b)):
         bx, by = blanked(x), blanked(y)
-        ratio = 1.0 if bx == by else difflib.SequenceMatcher(None, bx, by).ratio()
+        verdict = "same" if bx == by else f"differ (similarity {difflib.SequenceMatcher(None, bx, by).ratio():.3f})"
         same &= bx == by
         print(f"  loop {k:2d} at {x[0].address:#07x} / {y[0].address:#07x}: {len(x)} / {len(y)} instructions, "
-              f"{'same' if bx == by else f'differ (similarity {ratio:.3f})'}")
+              f"{verdict}")
     return same
 
 
@@ -142,9 +143,9 @@ def main() -> None:
     parser.add_argument("--b-option", action="append", default=[], metavar="OPTION",
                         help="an NVRTC option of the second build, e.g. --b-option=-DPAGES_IN_FLIGHT=3")
     args = parser.parse_args()
-    loops = [product_loops(parse_sass(build_sass(tree.resolve(), args.config, options)))
-             for tree, options in ((args.a, args.a_option), (args.b, args.b_option))]
-    sys.exit(0 if compare(*loops) else 1)
+    a, b = (product_loops(parse_sass(build_sass(tree.resolve(), args.config, options)))
+            for tree, options in ((args.a, args.a_option), (args.b, args.b_option)))
+    sys.exit(0 if compare(a, b) else 1)
 
 
 if __name__ == "__main__":

@@ -229,6 +229,9 @@ struct Producer {
     RingPos at{0u, 0u};         // where page `next` goes
     RingPos oldest{0u, 0u};     // the oldest page whose copy may still be in flight
 
+    __device__ __forceinline__ unsigned full(unsigned slot) const { return full0 + slot * (unsigned)sizeof(u64); }
+    __device__ __forceinline__ unsigned empty(unsigned slot) const { return empty0 + slot * (unsigned)sizeof(u64); }
+
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(unsigned bar, unsigned parity) {
         while (!mbarrier_done(bar, parity))
@@ -238,7 +241,7 @@ struct Producer {
 
     // Wait until the oldest copy in flight has landed.
     __device__ __forceinline__ void retire_oldest() {
-        while (!mbarrier_done(full0 + 8 * oldest.slot, oldest.lap & 1u)) {}
+        mbarrier_wait(full(oldest.slot), oldest.lap & 1u);
         oldest.advance(1, slots);
         --in_flight;
     }
@@ -256,7 +259,7 @@ struct Producer {
         const unsigned most_short = max(most, min((unsigned)PAGES_IN_FLIGHT_SHORT, slots - 1));
         for (int u = u0; u < u1; u += UPP, ++next, ++in_flight, at.advance(1, slots)) {
             const unsigned slot = at.slot;
-            if (at.lap > 0 && !wait_or_stop(empty0 + 8 * slot, (at.lap - 1) & 1u)) return false;
+            if (at.lap > 0 && !wait_or_stop(empty(slot), (at.lap - 1) & 1u)) return false;
             // Has the compute warps' lead grown short (page next - SHORT_LEAD_PAGES
             // released: the release of a page of lap L completes its slot's `empty`
             // phase of parity L)? Warp-uniform: before Hopper every producer lane
@@ -264,7 +267,7 @@ struct Producer {
             unsigned limit = most;
             if (SHORT_LEAD_PAGES < slots && next >= SHORT_LEAD_PAGES) {
                 const RingPos back = at.behind(SHORT_LEAD_PAGES, slots);
-                bool short_lead = mbarrier_test(empty0 + 8 * back.slot, back.lap & 1u);
+                bool short_lead = mbarrier_test(empty(back.slot), back.lap & 1u);
                 if (!BULK_COPY) short_lead = __shfl_sync(0xffffffffu, (int)short_lead, 0) != 0;
                 if (short_lead) limit = most_short;
             }
@@ -273,19 +276,19 @@ struct Producer {
             // unit may be short: copy only rows that exist.
             const int units = min(UPP, u1 - u), row0 = u * R;
             const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
-            const unsigned dst = area0 + slot * PAGE_BYTES, full = full0 + 8 * slot;
+            const unsigned dst = area0 + slot * PAGE_BYTES;
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
             if (BULK_COPY || lane_id() == 0) {
-                if (units < UNITS_CAP) mbarrier_arrive(empty0 + 8 * slot, (UNITS_CAP - units) * WARPS);
-                store_relaxed_shared(page0 + 4 * slot, next);
+                if (units < UNITS_CAP) mbarrier_arrive(empty(slot), (UNITS_CAP - units) * WARPS);
+                store_relaxed_shared(page0 + slot * (unsigned)sizeof(unsigned), next);
             }
             unit_clock_page(clock_counter, next);
             if (BULK_COPY) {
-                mbarrier_expect_bytes(full, bytes);
-                bulk_copy_to_shared(dst, src, bytes, full);
+                mbarrier_expect_bytes(full(slot), bytes);
+                bulk_copy_to_shared(dst, src, bytes, full(slot));
             } else {
                 for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
-                mbarrier_arrive_on_copies(full);
+                mbarrier_arrive_on_copies(full(slot));
             }
         }
         return true;
@@ -296,5 +299,3 @@ struct Producer {
         while (in_flight > 0) retire_oldest();
     }
 };
-
-
