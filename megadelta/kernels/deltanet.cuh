@@ -64,7 +64,10 @@ __device__ __forceinline__ float* deltanet_state_tile(const Params& p, int slot,
 }
 
 // Copy the state tile of this block's first recurrence item into s.dn_tile
-// (cp.async; the recurrence waits for it).
+// (cp.async; the recurrence waits for it). Issued before the block waits for
+// the layer's input, so the copy overlaps that wait (+0.7% tg128, v35 in
+// docs/perf-notes.md): the tile's last reader, the previous DeltaNet layer's
+// recurrence, is long done.
 __device__ __forceinline__ void stage_state_tile(const Params& p, int slot, Smem& s) {
     if (blockIdx.x >= DN_ITEMS) return;
     const float* S = deltanet_state_tile(p, slot, blockIdx.x);

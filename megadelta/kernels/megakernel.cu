@@ -54,8 +54,8 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<DeltaNetInProj>();
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<DeltaNetInProj>(w_in, conv_rows(p, L, slot), 0);
-    load_layer_input(p, L, layer, tag, token, s);
     stage_state_tile(p, slot, s);
+    load_layer_input(p, L, layer, tag, token, s);
     deltanet_project(p, L, slot, tag, w_in, conv_in, s);
     deltanet_recurrence(p, L, slot, tag, s);
     const Stage w_out = ws.take<DeltaNetOutProj>();
