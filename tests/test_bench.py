@@ -147,7 +147,7 @@ def test_options_reject_empty_or_bad_runs(kwargs):
 
 def test_roofline_fractions():
     c = roofline.Ceilings(read_bandwidth_gbs=3000.0, matmul_tflops=700.0, matmul_dtype="bfloat16",
-                          matmul_size=8192, bandwidth_buffer_bytes=2 << 30, device="cuda:0")
+                          matmul_size=8192, bandwidth_buffer_bytes=2 << 30, device="cuda:0", reads_per_trial=10)
     # prefill is averaged over the prompt: ppN sits at mean context N/2
     assert Workload("pp", 520).mean_context == 260
     assert Workload("tg", 128, 4096).mean_context == 4096 + 64
@@ -311,7 +311,7 @@ class SleepySystem:
 def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     opts = Options(model=None, prompts=[4], gens=[3], depths=[], repetitions=3, warmup=2,
                    device=torch.device("cpu"), dtype=torch.float32)
-    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu")
+    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu", 1)
     ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=None,
                      energy_skipped="no NVIDIA GPU in use (CPU run)", prompt=list(range(8)))
     sleepy = SleepySystem()
@@ -353,7 +353,7 @@ def test_short_tests_take_energy_from_a_long_enough_window(monkeypatch):
     monkeypatch.setattr(runner, "ENERGY_WINDOW_S", 0.5)
     opts = Options(model=None, prompts=[4], gens=[], depths=[], repetitions=3, warmup=0,
                    device=torch.device("cpu"), dtype=torch.float32)
-    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu")
+    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu", 1)
     ctx = RunContext(opts, tiny_config(), ceilings, gpu=None, meter=EnergyCounter(SteppedNvml(), handle=None),
                      energy_skipped=None, prompt=list(range(8)))
     sleepy = SleepySystem()

@@ -1,7 +1,10 @@
 """The two ceilings every result is compared with, measured in the same run.
 
-* read bandwidth: a sum over a buffer far larger than any cache; bytes read
-  / time. Batch-1 decode must stream every weight once per token, so
+* read bandwidth: sums over a buffer far larger than any cache; bytes read
+  / time. Each trial runs several sums back to back: one 2 GB sum takes
+  ~0.7 ms on an H100, and a trial of one varied by 6% on one machine
+  (2,890-3,079 GB/s) where trials of ten gave 3,051-3,111 (docs/perf-notes.md,
+  "eleventh"). Batch-1 decode must stream every weight once per token, so
   ``bytes_per_decode_step * tok/s / bandwidth`` is the fraction of the
   memory roofline a decoder reaches.
 * matmul rate: an n x n x n ``torch.matmul`` on random data (power, and on
@@ -28,15 +31,16 @@ TRIALS = 5
 @dataclass(frozen=True)
 class Setup:
     bandwidth_bytes: int
+    reads_per_trial: int
     matmul_size: int
     matmul_dtype: torch.dtype
     matmuls_per_trial: int
 
 
-GPU_SETUP = Setup(bandwidth_bytes=2 << 30, matmul_size=8192, matmul_dtype=torch.bfloat16,
+GPU_SETUP = Setup(bandwidth_bytes=2 << 30, reads_per_trial=10, matmul_size=8192, matmul_dtype=torch.bfloat16,
                   matmuls_per_trial=10)
 # A CPU has no fast bf16 matmul: measure float32, and say so in the result.
-CPU_SETUP = Setup(bandwidth_bytes=256 << 20, matmul_size=1024, matmul_dtype=torch.float32,
+CPU_SETUP = Setup(bandwidth_bytes=256 << 20, reads_per_trial=1, matmul_size=1024, matmul_dtype=torch.float32,
                   matmuls_per_trial=2)
 
 
@@ -48,24 +52,30 @@ class Ceilings:
     matmul_size: int
     bandwidth_buffer_bytes: int
     device: str
+    reads_per_trial: int
 
     def to_json(self) -> dict:
         d = asdict(self)
         # The schema names the field after the GPU case; on a CPU the dtype
         # field says what was really measured.
         d["bf16_matmul_tflops"] = d.pop("matmul_tflops")
-        d["method"] = (f"read: best of {TRIALS} sums over a {self.bandwidth_buffer_bytes} byte "
-                       f"buffer; matmul: best of {TRIALS} trials of {self.matmul_size}^3 "
+        d["method"] = (f"read: best of {TRIALS} trials of {self.reads_per_trial} sums over a "
+                       f"{self.bandwidth_buffer_bytes} byte buffer; matmul: best of {TRIALS} trials of {self.matmul_size}^3 "
                        f"{self.matmul_dtype} torch.matmul on random data")
         return d
 
 
-def read_bandwidth(device: torch.device, nbytes: int) -> float:
-    """Bytes per second a full read of a float32 buffer reaches."""
+def read_bandwidth(device: torch.device, nbytes: int, per_trial: int) -> float:
+    """Bytes per second that full reads of a float32 buffer reach, `per_trial` reads a trial."""
     x = torch.randn(nbytes // 4, dtype=torch.float32, device=device)
-    x.sum()  # warm-up
-    best = min(timed(device, x.sum)[1] for _ in range(TRIALS))
-    return x.numel() * x.element_size() / best
+
+    def trial() -> None:
+        for _ in range(per_trial):
+            x.sum()
+
+    trial()  # warm-up
+    best = min(timed(device, trial)[1] for _ in range(TRIALS))
+    return x.numel() * x.element_size() * per_trial / best
 
 
 def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, per_trial: int) -> float:
@@ -86,14 +96,14 @@ def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, per_trial: int
 
 def measure(device: torch.device) -> Ceilings:
     setup = GPU_SETUP if device.type == "cuda" else CPU_SETUP
-    bandwidth = read_bandwidth(device, setup.bandwidth_bytes)
+    bandwidth = read_bandwidth(device, setup.bandwidth_bytes, setup.reads_per_trial)
     rate = matmul_rate(device, setup.matmul_size, setup.matmul_dtype, setup.matmuls_per_trial)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Ceilings(read_bandwidth_gbs=bandwidth / 1e9, matmul_tflops=rate / 1e12,
                     matmul_dtype=str(setup.matmul_dtype).removeprefix("torch."),
                     matmul_size=setup.matmul_size, bandwidth_buffer_bytes=setup.bandwidth_bytes,
-                    device=str(device))
+                    device=str(device), reads_per_trial=setup.reads_per_trial)
 
 
 def kv_bytes_per_position(config: ModelConfig, weight_bytes: int) -> int:
