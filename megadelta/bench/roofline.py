@@ -60,8 +60,8 @@ class Ceilings:
         # field says what was really measured.
         d["bf16_matmul_tflops"] = d.pop("matmul_tflops")
         d["method"] = (f"read: best of {TRIALS} trials of {self.reads_per_trial} sums over a "
-                       f"{self.bandwidth_buffer_bytes} byte buffer; matmul: best of {TRIALS} trials of {self.matmul_size}^3 "
-                       f"{self.matmul_dtype} torch.matmul on random data")
+                       f"{self.bandwidth_buffer_bytes} byte buffer; matmul: best of {TRIALS} trials of "
+                       f"{self.matmul_size}^3 {self.matmul_dtype} torch.matmul on random data")
         return d
 
 

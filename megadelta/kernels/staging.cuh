@@ -231,6 +231,7 @@ struct Producer {
 
     __device__ __forceinline__ unsigned full(unsigned slot) const { return full0 + slot * (unsigned)sizeof(u64); }
     __device__ __forceinline__ unsigned empty(unsigned slot) const { return empty0 + slot * (unsigned)sizeof(u64); }
+    __device__ __forceinline__ unsigned page(unsigned slot) const { return page0 + slot * (unsigned)sizeof(unsigned); }
 
     // Wait for a phase unless the compute warps have finished (then nothing more is read).
     __device__ __forceinline__ bool wait_or_stop(unsigned bar, unsigned parity) {
@@ -280,7 +281,7 @@ struct Producer {
             const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
             if (BULK_COPY || lane_id() == 0) {
                 if (units < UNITS_CAP) mbarrier_arrive(empty(slot), (UNITS_CAP - units) * WARPS);
-                store_relaxed_shared(page0 + slot * (unsigned)sizeof(unsigned), next);
+                store_relaxed_shared(page(slot), next);
             }
             unit_clock_page(clock_counter, next);
             if (BULK_COPY) {
