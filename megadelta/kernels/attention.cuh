@@ -208,13 +208,19 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
     }
 }
 
-// A warp per output element (query head, dim); lanes split the chunks.
+// A half-warp per output element (query head, dim); its lanes split the chunks.
+// Half-warps rather than warps: Q_SIZE outputs over the grid's warps would take
+// two rounds one after another (2,048 over 1,056 warps on the H100), each a
+// round trip to the partials and the gate.
+constexpr int COMBINE_LANES = 16;
+static_assert(Q_SIZE % (32 / COMBINE_LANES) == 0, "a warp's half-warps finish their outputs together");
 __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsigned tag) {
-    const int lane = lane_id();
+    constexpr int PER_WARP = 32 / COMBINE_LANES;
+    const int lane = lane_id() % COMBINE_LANES;
     const Split split = attention_split(pos + 1);
     // No settle_before_polling: the partials end at a block barrier (their last
     // item's, or their own settling where the block has no item).
-    for (int o = grid_warp(); o < Q_SIZE; o += grid_warps()) {
+    for (int o = grid_warp() * PER_WARP + lane_id() / COMBINE_LANES; o < Q_SIZE; o += grid_warps() * PER_WARP) {
         const int hq = o / HEAD_DIM, d = o % HEAD_DIM;
         const int kvh = hq / QUERIES_PER_KV, h = hq % QUERIES_PER_KV;
         const u64* base = p.attn_partial + ((size_t)kvh * split.chunks * QUERIES_PER_KV + h) * PARTIAL_STRIDE;
@@ -222,7 +228,7 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsi
         u64 gate[1] = {load_tagged(gate_at)};   // in flight meanwhile
         float num = 0.0f, den = 0.0f, mx = NEG_INF;
         // A lane's chunk's (max, sum, numerator) in one round trip, merged online.
-        for (int c = lane; c < split.chunks; c += 32) {
+        for (int c = lane; c < split.chunks; c += COMBINE_LANES) {
             const u64* rec = base + (size_t)c * QUERIES_PER_KV * PARTIAL_STRIDE;
             const u64* at[3] = {rec, rec + 1, rec + 2 + d};
             u64 w[3] = {load_tagged(at[0]), load_tagged(at[1]), load_tagged(at[2])};
@@ -234,9 +240,9 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsi
             num = num * keep + tagged_value(w[2]) * weight;
             mx = m_new;
         }
-        const float m_all = warp_max(mx), scale = mx == NEG_INF ? 0.0f : expf(mx - m_all);
-        num = warp_sum(num * scale);
-        den = warp_sum(den * scale);
+        const float m_all = warp_max<COMBINE_LANES>(mx), scale = mx == NEG_INF ? 0.0f : expf(mx - m_all);
+        num = warp_sum<COMBINE_LANES>(num * scale);
+        den = warp_sum<COMBINE_LANES>(den * scale);
         await_tagged(gate, tag, p.barrier, [=](int) { return gate_at; });
         if (lane == 0) publish(p.mixer_out + o, num / den * sigmoid(tagged_value(gate[0])), tag);
         stage_point(POINT_PUBLISHED);
