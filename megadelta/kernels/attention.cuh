@@ -9,7 +9,13 @@
 #pragma once
 #include "deltanet.cuh"
 
-#define MIN_POSITIONS_PER_CHUNK 32   // below this a chunk costs more in merging than it saves
+// Below this a chunk costs more in merging than it saves. 16 since the combine
+// takes every output in one round (v37): +0.9% tg128 over 32 on the H100, 8 the
+// same as 16, 24 +0.4% (v38 in docs/perf-notes.md); long contexts use all the
+// blocks either way.
+#ifndef MIN_POSITIONS_PER_CHUNK
+#define MIN_POSITIONS_PER_CHUNK 16
+#endif
 #ifndef POSITIONS_IN_FLIGHT
 #define POSITIONS_IN_FLIGHT (REGISTER_HANDOFF ? 2 : 1)   // cached positions a warp loads before
                                      // using any: the partials at 32k are latency-bound (v8: +5%
