@@ -166,9 +166,6 @@ __device__ __forceinline__ bool mbarrier_done(unsigned bar, unsigned parity) {
                  " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     return done != 0;
 }
-__device__ __forceinline__ bool mbarrier_done(u64* bar, unsigned parity) {
-    return mbarrier_done(shared_address(bar), parity);
-}
 // The same answer at once, never suspending: a look, not a wait.
 __device__ __forceinline__ bool mbarrier_test(unsigned bar, unsigned parity) {
     unsigned done;
