@@ -105,7 +105,7 @@ constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, AttentionInPr
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
 constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
-constexpr unsigned PAGE_BYTES = cmax(PAGE_BYTES_MIN, UNIT_BYTES_MAX);
+constexpr unsigned PAGE_BYTES = cmax<unsigned>(PAGE_BYTES_MIN, UNIT_BYTES_MAX);   // an int option (-DPAGE_BYTES_MIN=16384) builds too
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most
 // Units of matrix M a page holds.
 template <class M>
