@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A/B of megakernel builds on a GPU: tg128 of each build in a process of its
+# own, the builds taken in turn, round after round (a build timed beside
+# another in one process ran 4% slow, docs/perf-notes.md v29a; a machine start
+# moves every build by ~1%, so compare only within one call).
+#
+#   ENTRIES="tree|;tree|-DPAGES_IN_FLIGHT=3;../other|" ROUNDS=2 scripts/ab_tg128.sh
+#
+# An entry is DIR|OPTIONS: DIR holds a `megadelta` package ("tree" = this
+# checkout; another tree, e.g. main's, copied beside it), OPTIONS the NVRTC
+# options of its build (megadelta.kernels.timing --options). DEPTHS (default 0)
+# and REPS (default 5) go to megadelta.kernels.timing; each timing's JSON is
+# copied under $OUT when it is set. Prints one line per entry and round.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PYTHONUNBUFFERED=1
+IFS=';' read -ra LIST <<< "${ENTRIES:?set ENTRIES}"
+for round in $(seq 1 "${ROUNDS:-2}"); do
+    for entry in "${LIST[@]}"; do
+        dir=${entry%%|*} options=${entry#*|}
+        [ "$dir" = tree ] && dir=$ROOT || dir=$(realpath "$dir")
+        out=$(mktemp --suffix=.json)
+        if (cd "$dir" && MEGADELTA_CACHE=/tmp/megadelta-ab-$(echo "$dir" | md5sum | cut -c1-8) PYTHONPATH=$dir \
+                timeout 150 python3 -m megadelta.kernels.timing --options="$options" --depths "${DEPTHS:-0}" \
+                --reps "${REPS:-5}" --out "$out" >/dev/null 2>"$out.log"); then
+            python3 - "$out" "$round" "$entry" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+tg = " | ".join(f"{k} {v['tok_s']:.1f}" for k, v in d["default"].items() if k.startswith("tg"))
+print(f"round {sys.argv[2]} | {sys.argv[3]} | {tg} | floor {d['floor_tok_s']:.1f}")
+PY
+            [ -n "${OUT:-}" ] && cp "$out" "$OUT/round$round-$(echo "$entry" | md5sum | cut -c1-8).json"
+        else
+            echo "round $round | $entry | FAILED"; tail -5 "$out.log"
+        fi
+    done
+done
