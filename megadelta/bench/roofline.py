@@ -18,6 +18,7 @@ shown to do, not its average.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -65,39 +66,43 @@ class Ceilings:
         return d
 
 
-def read_bandwidth(device: torch.device, nbytes: int, per_trial: int) -> float:
-    """Bytes per second that full reads of a float32 buffer reach, `per_trial` reads a trial."""
-    x = torch.randn(nbytes // 4, dtype=torch.float32, device=device)
+def best_trial_seconds(device: torch.device, trial: Callable[[], None]) -> float:
+    """The shortest of TRIALS timed runs of ``trial``, after one untimed warm-up run."""
+    trial()
+    return min(timed(device, trial)[1] for _ in range(TRIALS))
+
+
+def read_bandwidth(device: torch.device, setup: Setup) -> float:
+    """Bytes per second that full reads of a float32 buffer of ``setup.bandwidth_bytes``
+    reach, ``setup.reads_per_trial`` reads a trial."""
+    x = torch.randn(setup.bandwidth_bytes // 4, dtype=torch.float32, device=device)
 
     def trial() -> None:
-        for _ in range(per_trial):
+        for _ in range(setup.reads_per_trial):
             x.sum()
 
-    trial()  # warm-up
-    best = min(timed(device, trial)[1] for _ in range(TRIALS))
-    return x.numel() * x.element_size() * per_trial / best
+    return x.numel() * x.element_size() * setup.reads_per_trial / best_trial_seconds(device, trial)
 
 
-def matmul_rate(device: torch.device, n: int, dtype: torch.dtype, per_trial: int) -> float:
-    """FLOP/s of an n^3 matmul on random operands."""
+def matmul_rate(device: torch.device, setup: Setup) -> float:
+    """FLOP/s of an n^3 matmul (n = ``setup.matmul_size``) on random operands."""
+    n, dtype = setup.matmul_size, setup.matmul_dtype
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
     b = torch.randn(n, n, dtype=dtype, device=device, generator=gen)
     out = torch.empty(n, n, dtype=dtype, device=device)
 
     def trial() -> None:
-        for _ in range(per_trial):
+        for _ in range(setup.matmuls_per_trial):
             torch.matmul(a, b, out=out)
 
-    trial()  # warm-up
-    best = min(timed(device, trial)[1] for _ in range(TRIALS))
-    return 2.0 * n ** 3 * per_trial / best
+    return 2.0 * n ** 3 * setup.matmuls_per_trial / best_trial_seconds(device, trial)
 
 
 def measure(device: torch.device) -> Ceilings:
     setup = GPU_SETUP if device.type == "cuda" else CPU_SETUP
-    bandwidth = read_bandwidth(device, setup.bandwidth_bytes, setup.reads_per_trial)
-    rate = matmul_rate(device, setup.matmul_size, setup.matmul_dtype, setup.matmuls_per_trial)
+    bandwidth = read_bandwidth(device, setup)
+    rate = matmul_rate(device, setup)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Ceilings(read_bandwidth_gbs=bandwidth / 1e9, matmul_tflops=rate / 1e12,

@@ -242,7 +242,7 @@ def main() -> None:
     main_options = tuple(args.options.split())
     backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=main_options)
     setup_s = time.perf_counter() - t0
-    bandwidth = read_bandwidth(device, GPU_SETUP.bandwidth_bytes, GPU_SETUP.reads_per_trial)
+    bandwidth = read_bandwidth(device, GPU_SETUP)
     floor_s = config.decode_bytes_per_step() / bandwidth
     depths = [int(d) for d in args.depths.split(",")]
     result = {
