@@ -34,5 +34,6 @@ PY
         else
             echo "round $round | $entry | FAILED"; tail -5 "$out.log"
         fi
+        rm -f "$out" "$out.log"
     done
 done
