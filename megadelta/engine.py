@@ -47,6 +47,9 @@ class Backend(Protocol):
     name: str
     config: ModelConfig
     device: torch.device
+    # The engine feeds a prompt to prefill() in pieces of at most this many
+    # tokens (each continuing the state) and checks for a cancel between them.
+    prefill_piece: int
 
     def new_state(self, max_seq_len: int) -> SequenceState: ...
 
@@ -65,6 +68,9 @@ class ReferenceBackend:
     """The PyTorch reference model behind the Backend protocol."""
 
     name = "reference"
+    # A few seconds of the 0.8B model in float32 on two CPU cores: a client that
+    # leaves during a long prompt frees the server within that.
+    prefill_piece = 256
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor],
                  device: torch.device | str):
@@ -280,9 +286,10 @@ class Engine:
     def _collect(self, prompt_ids: list[int], params: SamplingParams | None,
                  cancel: threading.Event | None) -> Completion:
         deltas = list(self._stream_ids(prompt_ids, params, cancel))
+        # No delta at all: cancelled during the prompt (Engine._prefill).
         return Completion(text="".join(d.text for d in deltas),
-                          token_ids=[d.token_id for d in deltas],
-                          prompt_tokens=len(prompt_ids), finish_reason=deltas[-1].finish_reason)
+                          token_ids=[d.token_id for d in deltas], prompt_tokens=len(prompt_ids),
+                          finish_reason=deltas[-1].finish_reason if deltas else "cancelled")
 
     def _stream_ids(self, prompt_ids: list[int], params: SamplingParams | None,
                     cancel: threading.Event | None) -> Iterator[Delta]:
@@ -311,7 +318,7 @@ class Engine:
         with self._lock:
             decoder = IncrementalDecoder(self.tokenizer)
             text = StopStringFilter(params.stop)
-            with closing(self._tokens(prompt_ids, params, max_new, stop_ids)) as tokens:
+            with closing(self._tokens(prompt_ids, params, max_new, stop_ids, cancel)) as tokens:
                 for n, token in enumerate(tokens, 1):
                     ended_by_id = token in stop_ids
                     piece = "" if ended_by_id else text.push(decoder.push(token))
@@ -327,11 +334,15 @@ class Engine:
                         return
 
     def _tokens(self, prompt_ids: list[int], params: SamplingParams, max_new: int,
-                stop_ids: set[int]) -> Iterator[int]:
-        """The generated tokens, each yielded as soon as it exists."""
+                stop_ids: set[int], cancel: threading.Event) -> Iterator[int]:
+        """The generated tokens, each yielded as soon as it exists; none if
+        ``cancel`` is set while the prompt is read."""
         self.state.reset()
         sampler = Sampler(params, prompt_ids)
-        token = sampler(self.backend.prefill(prompt_ids, self.state))
+        logits = self._prefill(prompt_ids, cancel)
+        if logits is None:
+            return
+        token = sampler(logits)
         yield token
         if token in stop_ids or max_new == 1:
             return
@@ -343,6 +354,18 @@ class Engine:
             yield token
             if token in stop_ids:
                 return
+
+
+    def _prefill(self, prompt_ids: list[int], cancel: threading.Event) -> torch.Tensor | None:
+        """The prompt's last logits, read in the backend's prefill pieces; None
+        if ``cancel`` is set between two pieces (a client gone, a shutdown)."""
+        piece = self.backend.prefill_piece
+        logits = None
+        for start in range(0, len(prompt_ids), piece):
+            if start > 0 and cancel.is_set():
+                return None
+            logits = self.backend.prefill(prompt_ids[start:start + piece], self.state)
+        return logits
 
 
 def _build_backend(backend_cls, requested: str, config: ModelConfig,

@@ -6,7 +6,8 @@ request into a ``Job`` and put it on a bounded FIFO queue; a single worker
 thread runs jobs in arrival order and posts each delta to the job's asyncio
 queue, from which the handler streams (SSE) or collects. A job carries its own
 cancel event: a client that disconnects, or a server that shuts down, sets it
-and the engine stops at its next token.
+and the engine stops at its next token (or, while it reads a long prompt, at
+the next prefill piece: Engine._prefill).
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ class Scheduler:
             job.post(ShuttingDown() if self._closed else _END)
             return
         self.metrics.job_started(len(job.prompt_ids))
-        tokens, first_at, finish = 0, None, None
+        tokens, first_at, finish, cancelled = 0, None, None, False
         try:
             for delta in self.engine.stream(job.prompt_ids, job.params, cancel=job.cancel):
                 tokens += 1
@@ -288,14 +289,16 @@ class Scheduler:
                     self.metrics.first_token(first_at - job.arrived)
                 finish = delta.finish_reason
                 job.post(delta)
-            ending = ShuttingDown() if finish == "cancelled" and self._closed else _END
+            # No finish reason: the engine stopped during the prompt, on a cancel.
+            cancelled = finish == "cancelled" or (finish is None and job.cancel.is_set())
+            ending = ShuttingDown() if cancelled and self._closed else _END
         except Exception as err:  # handed to the request's handler, which answers it
             if not isinstance(err, ValueError):  # ContextLengthError is a ValueError too
                 log.exception("generation failed")
             ending = err
         decode_seconds = time.perf_counter() - first_at if first_at is not None else 0.0
         # Counted before the handler hears of the end, so /metrics is settled when a client is.
-        self.metrics.job_finished(tokens, decode_seconds, cancelled=finish == "cancelled")
+        self.metrics.job_finished(tokens, decode_seconds, cancelled=cancelled)
         job.post(ending)
 
 

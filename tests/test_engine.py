@@ -10,6 +10,7 @@ from megadelta.engine import (BackendUnavailableError, Engine, ReferenceBackend,
 from megadelta.sampling import SamplingParams
 from megadelta.state import ContextLengthError, SequenceState
 from megadelta.tokenizer import Tokenizer
+from helpers import rel_err
 
 MAX_SEQ_LEN = 128
 PROMPT = "The capital of France is"
@@ -154,6 +155,41 @@ def test_cancel_ends_the_stream_after_the_current_token(engine):
     assert engine.generate(PROMPT, SamplingParams(max_tokens=2), cancel=cancel).finish_reason == "cancelled"
 
 
+def test_a_prompt_read_in_pieces_matches_one_piece(engine):
+    """Each piece continues the state: the same tokens and the same states as one piece."""
+    prompt = "A prompt long enough to be cut into several pieces of five tokens each"
+    assert len(engine.tokenizer.encode(prompt)) > 10
+    whole = engine.generate(prompt, SAMPLED)
+    whole_state = {name: getattr(engine.state, name).clone()
+                   for name in ("conv_state", "deltanet_state", "k_cache", "v_cache")}
+    engine.backend.prefill_piece = 5
+    try:
+        assert engine.generate(prompt, SAMPLED) == whole
+    finally:
+        del engine.backend.prefill_piece  # back to the class's
+    for name, expected in whole_state.items():
+        assert rel_err(getattr(engine.state, name), expected) < 1e-5, name
+
+
+def test_cancel_during_the_prompt_stops_between_pieces(tokenizer):
+    engine = scripted(tokenizer, "Hello")
+    cancel = threading.Event()
+    pieces = []
+
+    def prefill(token_ids, state):
+        pieces.append(list(token_ids))
+        if len(pieces) == 2:
+            cancel.set()  # the client leaves while the second piece runs
+        return ScriptedBackend.prefill(engine.backend, token_ids, state)
+
+    engine.backend.prefill = prefill
+    assert list(engine.stream(list(range(10)), cancel=cancel)) == []
+    assert pieces == [[0, 1, 2, 3], [4, 5, 6, 7]]  # the third piece never ran
+    cancelled = engine.generate(list(range(10)), cancel=cancel)
+    assert cancelled.token_ids == [] and cancelled.finish_reason == "cancelled"
+    assert engine.generate([1, 2], SamplingParams(max_tokens=1)).text == "Hello"  # the engine is free again
+
+
 def test_threads_take_turns(engine):
     params = SamplingParams(max_tokens=8)
     expected = engine.generate(PROMPT, params)
@@ -184,6 +220,7 @@ class ScriptedBackend:
     """Emits a fixed token sequence (one-hot logits), whatever it is fed."""
 
     name = "scripted"
+    prefill_piece = 4
 
     def __init__(self, script: list[int]):
         self.config, self.device, self.script = tiny_config(), torch.device("cpu"), script

@@ -3,6 +3,7 @@ with the official ``openai`` client and raw httpx: answers equal the engine's,
 SSE framing, errors in OpenAI's shape, concurrency without mixing, disconnects
 that stop generation, a full queue, and shutdown."""
 
+import asyncio
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from megadelta.checkpoint import make_random_checkpoint
 from megadelta.config import tiny_config
 from megadelta.engine import Engine
 from megadelta.sampling import SamplingParams
+from megadelta.server import Job, Metrics, Scheduler
 
 API_KEY = "test-key"
 MAX_BODY_BYTES = 100_000
@@ -403,6 +405,30 @@ def test_stream_disconnect_stops_the_generation(server, client):
     start = time.monotonic()
     assert client.completions.create(model="tiny-test", prompt="Next", max_tokens=2).choices
     assert time.monotonic() - start < 10
+
+
+def test_a_job_cancelled_during_its_prompt_counts_as_cancelled():
+    """The engine ends a stream with no delta when a cancel comes between two
+    prefill pieces (test_engine.py); the worker counts that as a cancel."""
+    class LeftDuringThePrompt:
+        def stream(self, prompt_ids, params, cancel):
+            cancel.set()
+            return iter(())
+
+    metrics = Metrics()
+    scheduler = Scheduler(LeftDuringThePrompt(), max_queue=1, metrics=metrics)
+    scheduler.start()
+
+    async def run():
+        job = Job([1, 2, 3], SamplingParams(), asyncio.get_running_loop())
+        scheduler.submit(job)
+        return [delta async for delta in job.deltas()]
+
+    try:
+        assert asyncio.run(run()) == []
+    finally:
+        scheduler.close()
+    assert metrics.cancelled == 1 and metrics.running == 0
 
 
 def test_non_stream_disconnect_stops_the_generation(server):
