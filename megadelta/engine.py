@@ -355,7 +355,6 @@ class Engine:
             if token in stop_ids:
                 return
 
-
     def _prefill(self, prompt_ids: list[int], cancel: threading.Event) -> torch.Tensor | None:
         """The prompt's last logits, read in the backend's prefill pieces; None
         if ``cancel`` is set between two pieces (a client gone, a shutdown)."""
