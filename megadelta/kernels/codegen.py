@@ -40,9 +40,11 @@ TIMELINE_BLOCKS = 256
 TIMELINE_RECORD = 1 + 2 * STAGE_POINT_SLOTS
 TIMELINE_WORDS = TIMELINE_BLOCKS * UNIT_CLOCK_LAYERS * TIMELINE_RECORD
 # Where those records start in the barrier buffer (Params::barrier), after the
-# arrival counter and the report address (common.cuh: STAGE_CLOCK_AT,
+# arrival counter, the report address and the output projection's claims
+# counter (common.cuh: OUTPUT_CLAIMS_AT, STAGE_CLOCK_AT,
 # UNIT_CLOCK_AT, TIMELINE_AT), and the buffer's length.
-STAGE_CLOCK_AT = 2
+OUTPUT_CLAIMS_AT = 2
+STAGE_CLOCK_AT = OUTPUT_CLAIMS_AT + 1
 UNIT_CLOCK_AT = STAGE_CLOCK_AT + STAGE_CLOCK_WORDS
 TIMELINE_AT = UNIT_CLOCK_AT + UNIT_CLOCK_WORDS
 BARRIER_WORDS = TIMELINE_AT + TIMELINE_WORDS

@@ -333,6 +333,20 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     return warp_sum(t);
 }
 
+// ---- the output projection's claims (staging.cuh: Producer::give_claimed) --
+// counter[OUTPUT_CLAIMS_AT], after the grid barrier's arrival counter and the
+// report address: like the barrier's, never reset. Every step takes exactly
+// CHUNKS + gridDim.x claims (each block claims until its first claim past the
+// chunks), so claim v of a step is chunk v mod (CHUNKS + gridDim.x), and no
+// block claims for the next step before every block is through this one's (the
+// argmax's grid barrier lies between). Relaxed: a claim only hands out a number.
+#define OUTPUT_CLAIMS_AT 2
+__device__ __forceinline__ u64 claim_next(u64* counter) {
+    u64 old;
+    asm volatile("atom.add.relaxed.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(counter + OUTPUT_CLAIMS_AT) : "memory");
+    return old;
+}
+
 // ---- grid-wide barrier ----------------------------------------------------
 // A 64-bit arrival counter that is never reset: barrier number b completes when
 // the counter reaches b * gridDim.x. Each block adds 1 and waits for the next
@@ -385,7 +399,7 @@ __device__ __noinline__ void barrier_timed_out(u64* counter) {
 #endif
 #define STAGE_CLOCK_SLOTS 512
 #define STAGE_POINT_SLOTS 16
-#define STAGE_CLOCK_AT 2
+#define STAGE_CLOCK_AT (OUTPUT_CLAIMS_AT + 1)
 #define STAGE_CLOCK_WORDS (2 * STAGE_CLOCK_SLOTS + 3 * STAGE_POINT_SLOTS * STAGE_CLOCK_SLOTS)
 
 enum StagePoint {

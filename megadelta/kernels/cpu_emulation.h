@@ -252,6 +252,8 @@ inline void unit_clock_layer(u64*, int, int, unsigned) {}
 inline void unit_clock_stop(u64*, int) {}
 inline void unit_clock_unit(int, int, unsigned, int, const u64 (&)[5]) {}
 inline void unit_clock_page(u64*, unsigned) {}
+#define OUTPUT_CLAIMS_AT 2
+inline u64 claim_next(u64* counter) { return std::atomic_ref<u64>(counter[OUTPUT_CLAIMS_AT]).fetch_add(1); }
 inline void grid_barrier(u64* counter) {
     block_sync();
     if (threadIdx.x == 0) {

@@ -22,6 +22,7 @@ from ..config import ModelConfig
 from ..megakernel import KernelBuffers
 from ..state import SequenceState
 from .build import KERNEL_DIR, MAIN_SOURCE, cache_dir, sources
+from .codegen import OUTPUT_CLAIMS_AT
 
 EMULATED_THREADS = 128
 
@@ -64,7 +65,9 @@ class EmulatedKernel:
         self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
-        self.barrier = torch.tensor([0, self.progress.data_ptr()], dtype=torch.int64)
+        # The grid barrier's arrivals, the report address, the output projection's claims.
+        self.barrier = torch.zeros(OUTPUT_CLAIMS_AT + 1, dtype=torch.int64)
+        self.barrier[1] = self.progress.data_ptr()
 
     def _run(self, state: SequenceState, token_id: int, n_steps: int, tokens: torch.Tensor | None) -> None:
         state.check_room(n_steps)

@@ -16,13 +16,15 @@ __device__ __forceinline__ bool better(float v, int i, float best_v, int best_i)
     return v > best_v || (v == best_v && i < best_i);
 }
 
-// s.vec holds the final-normed x.
-__device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, Smem& s) {
+// s.vec holds the final-normed x; `st` is the block's static share of the
+// rows, then come the chunks it claims (staging.cuh: Claims), whose pages `ws` counts.
+__device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, WeightStream& ws, Smem& s) {
+    using Output = Claims<OutputProjection>;
     constexpr int R = OutputProjection::R;
     const int lane = lane_id(), warp = warp_id();
     float best_v = NEG_INF;
     int best_i = VOCAB;
-    matvec<OutputProjection>(st, s.ring, s.vec, [&](int row0, const float* sums, const auto&) {
+    const auto keep_best = [&](int row0, const float* sums, const auto&) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             const int row = row0 + r;
@@ -33,7 +35,9 @@ __device__ __forceinline__ int lm_head_argmax(const Params& p, const Stage& st, 
                 best_i = row;
             }
         }
-    });
+    };
+    matvec<Output::Static>(st, s.ring, s.vec, keep_best);
+    if constexpr (Output::CHUNKS > 0) ws.next += matvec_claimed<OutputProjection>(s.ring, ws.next, s.vec, keep_best);
     if (lane == 0) {
         s.best_val[warp] = best_v;
         s.best_idx[warp] = best_i;

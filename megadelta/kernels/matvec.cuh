@@ -193,6 +193,35 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     stage_point(POINT_PRODUCT);
 }
 
+// The claimed chunks of M (staging.cuh: Claims) that this block's producer
+// gives from page `page0` of its sequence on, until the pages that say there
+// are no more: each warp takes the one unit of a chunk that is its own. The
+// pages it read, end pages included.
+template <class M, class Epilogue>
+__device__ __forceinline__ unsigned matvec_claimed(Ring& ring, unsigned page0, const float* xs, Epilogue epi) {
+    using C = Claims<M>;
+    constexpr int K = M::K, R = M::R;
+    const InputVector<K, VECTOR_IN_REGISTERS<K, R>> x(xs);
+    const int warp = warp_id();
+    for (unsigned chunk = 0;; ++chunk) {
+        const unsigned page = page0 + chunk * C::PAGES + warp / C::UPP;
+        const RingPos pos = ring_pos(page, ring.slots);
+        wait_shared_equal(&ring.page[pos.slot], page);
+        mbarrier_wait(&ring.full[pos.slot], pos.lap & 1u);
+        const int unit0 = ring.unit0[pos.slot];
+        if (unit0 < 0) {
+            release_slot(ring, pos.slot, WARPS);
+            return (chunk + 1) * C::PAGES;
+        }
+        const bf16_t* unit = reinterpret_cast<const bf16_t*>(ring_area() + (size_t)pos.slot * PAGE_BYTES)
+                             + (size_t)(warp % C::UPP) * R * K;
+        float sums[R];
+        unit_sums<K, R>(unit, x, sums);
+        release_slot(ring, pos.slot, WARPS);
+        epi((unit0 + warp % C::UPP) * R, sums, RowInputs<0>{});
+    }
+}
+
 // The same without per-row inputs.
 template <class M, class Epilogue>
 __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float* xs, Epilogue epi) {

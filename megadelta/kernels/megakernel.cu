@@ -38,7 +38,9 @@ __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
     for (int step = 0; step < p.n_steps; ++step) {
         for (int layer = 0; layer < N_LAYERS; ++layer)
             if (!give_layer(out, p, layer)) return false;
-        if (!out.give<OutputProjection>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
+        using Output = Claims<OutputProjection>;
+        if (!out.give<Output::Static>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
+        if (Output::CHUNKS > 0 && !out.give_claimed<OutputProjection>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
     }
     return true;
 }
@@ -112,10 +114,10 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
         }
         stage_begin(p.barrier, step * (N_LAYERS + 1) + N_LAYERS);
         unit_clock_stop(p.barrier, step);
-        const Stage lm_head = ws.take<OutputProjection>();
+        const Stage lm_head = ws.take<Claims<OutputProjection>::Static>();
         load_rms_normed<HIDDEN>(tagged_words(p, p.x, step_tag + N_LAYERS - 1), p.final_norm, s.vec,
                                 s.scratch, nullptr);
-        token = lm_head_argmax(p, lm_head, s);
+        token = lm_head_argmax(p, lm_head, ws, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {
             p.tokens_out[step] = token;
             __threadfence_system();   // the token is visible before the count that announces it

@@ -111,6 +111,29 @@ constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds a
 template <class M>
 constexpr int UNITS_PER_PAGE = PAGE_BYTES / M::UNIT_BYTES;
 
+// The output projection, HBM-bound and the step's last stage, ends when its
+// slowest block does, and blocks stream at different rates (the slowest 7.7 us
+// behind the mean of 161, stage clock at v38). So each block takes an even
+// static share of its first rows and the last CLAIMED_OUTPUT_64THS / 64 are
+// claimed at run time, a chunk at a time, by whichever producer asks first:
+// a chunk is PAGES pages of one unit per compute warp, and after the last chunk
+// every block's producer gives PAGES pages more that say so (Ring::unit0 -1).
+#ifndef CLAIMED_OUTPUT_64THS
+#define CLAIMED_OUTPUT_64THS 4
+#endif
+template <class M>
+struct Claims {
+    static constexpr int UPP = UNITS_PER_PAGE<M>;
+    static constexpr int PAGES = WARPS / UPP, UNITS = WARPS;
+    static constexpr int ALL_UNITS = (M::ROWS + M::R - 1) / M::R;
+    // Only where whole pages make a chunk (not the 2B config's 12 KB pages of
+    // three units), and on Hopper (the end pages' token copies are bulk copies).
+    static constexpr bool ON = BULK_COPY && WARPS % UPP == 0;
+    static constexpr int CHUNKS = ON ? ALL_UNITS * CLAIMED_OUTPUT_64THS / 64 / UNITS : 0;
+    static constexpr int STATIC_UNITS = ALL_UNITS - CHUNKS * UNITS;   // units [0, STATIC_UNITS) are dealt out
+    using Static = Matrix<M::K, M::R, STATIC_UNITS * M::R < M::ROWS ? STATIC_UNITS * M::R : M::ROWS>;
+};
+
 // Where page q of the block's sequence sits: slot q % slots, and how often the
 // ring has wrapped before it (its lap; the parity of its slot's phases). The
 // hot loops move it along instead of dividing by the ring's run-time slot count
@@ -145,6 +168,7 @@ struct Ring {
     unsigned page[RING_SLOTS_MAX];
     unsigned slots;
     volatile int stop;   // the compute warps are done (a stop token can end a launch early)
+    int unit0[RING_SLOTS_MAX];   // a claimed page's first unit, -1 past the last chunk (Claims)
 };
 
 __device__ __forceinline__ unsigned char* ring_area();   // smem.cuh
@@ -219,7 +243,7 @@ __device__ __forceinline__ void release_slot(Ring& ring, unsigned slot, unsigned
 // ---- the producer warp ----------------------------------------------------------
 struct Producer {
     Ring& ring;
-    u64* clock_counter;         // Params::barrier, for UNIT_CLOCK builds
+    u64* counters;              // Params::barrier: the claims' counter, UNIT_CLOCK builds' words
     // The ring as shared-memory addresses and its slot count, once (common.cuh).
     const unsigned slots = ring.slots;
     const unsigned full0 = shared_address(&ring.full[0]), empty0 = shared_address(&ring.empty[0]);
@@ -253,46 +277,93 @@ struct Producer {
     // for is the latest its slot has held); false once the compute warps have finished.
     template <class M>
     __device__ __forceinline__ bool give(const bf16_t* W, int pages_in_flight = PAGES_IN_FLIGHT) {
-        constexpr int K = M::K, R = M::R, n_rows = M::ROWS, UPP = UNITS_PER_PAGE<M>;
+        constexpr int UPP = UNITS_PER_PAGE<M>;
         int u0, u1;
-        block_units<R>(n_rows, u0, u1);
+        block_units<M::R>(M::ROWS, u0, u1);
         const unsigned most = min(pages_in_flight, (int)slots - 1);
         const unsigned most_short = max(most, min((unsigned)PAGES_IN_FLIGHT_SHORT, slots - 1));
-        for (int u = u0; u < u1; u += UPP, ++next, ++in_flight, at.advance(1, slots)) {
-            const unsigned slot = at.slot;
-            if (at.lap > 0 && !wait_or_stop(empty(slot), (at.lap - 1) & 1u)) return false;
-            // Has the compute warps' lead grown short (page next - SHORT_LEAD_PAGES
-            // released: the release of a page of lap L completes its slot's `empty`
-            // phase of parity L)? Warp-uniform: before Hopper every producer lane
-            // runs this loop, and all must agree.
-            unsigned limit = most;
-            if (SHORT_LEAD_PAGES < slots && next >= SHORT_LEAD_PAGES) {
-                const RingPos back = at.behind(SHORT_LEAD_PAGES, slots);
-                bool short_lead = mbarrier_test(empty(back.slot), back.lap & 1u);
-                if (!BULK_COPY) short_lead = __shfl_sync(0xffffffffu, (int)short_lead, 0) != 0;
-                if (short_lead) limit = most_short;
-            }
-            while (in_flight >= limit) retire_oldest();
-            // The units a page does not hold are released now; the matrix's last
-            // unit may be short: copy only rows that exist.
-            const int units = min(UPP, u1 - u), row0 = u * R;
-            const unsigned bytes = min(units * R, n_rows - row0) * K * (unsigned)sizeof(bf16_t);
-            const unsigned dst = area0 + slot * PAGE_BYTES;
-            const char* src = reinterpret_cast<const char*>(W + (size_t)row0 * K);
-            if (BULK_COPY || lane_id() == 0) {
-                if (units < UNITS_CAP) mbarrier_arrive(empty(slot), (UNITS_CAP - units) * WARPS);
-                store_relaxed_shared(page(slot), next);
-            }
-            unit_clock_page(clock_counter, next);
-            if (BULK_COPY) {
-                mbarrier_expect_bytes(full(slot), bytes);
-                bulk_copy_to_shared(dst, src, bytes, full(slot));
-            } else {
-                for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
-                mbarrier_arrive_on_copies(full(slot));
-            }
+        for (int u = u0; u < u1; u += UPP) {
+            if (!open_slot(most, most_short)) return false;
+            give_units<M>(W, u, min(UPP, u1 - u));
         }
         return true;
+    }
+
+    // The output projection's chunks that this block claims (Claims), then the
+    // pages that say there are no more; false once the compute warps have finished.
+    template <class M>
+    __device__ __forceinline__ bool give_claimed(const bf16_t* W, int pages_in_flight) {
+        using C = Claims<M>;
+        const unsigned most = min(pages_in_flight, (int)slots - 1);
+        const unsigned most_short = max(most, min((unsigned)PAGES_IN_FLIGHT_SHORT, slots - 1));
+        const unsigned claims_a_step = C::CHUNKS + gridDim.x;
+        unsigned chunk = (unsigned)(claim_next(counters) % claims_a_step);
+        for (;;) {
+            const bool over = chunk >= (unsigned)C::CHUNKS;
+            // The next claim's round trip overlaps this chunk's copies.
+            const unsigned following = over ? 0u : (unsigned)(claim_next(counters) % claims_a_step);
+            for (int i = 0; i < C::PAGES; ++i) {
+                if (!open_slot(most, most_short)) return false;
+                const int u = C::STATIC_UNITS + (int)chunk * C::UNITS + i * C::UPP;
+                ring.unit0[at.slot] = over ? -1 : u;   // ordered by the producer's arrival on `full`
+                if (over)   // a token copy (16 bytes): the page only says the chunks are over
+                    give_page(reinterpret_cast<const char*>(W), 16u, C::UPP);
+                else
+                    give_units<M>(W, u, C::UPP);
+            }
+            if (over) return true;
+            chunk = following;
+        }
+    }
+
+    // Wait until page `next`'s slot is free and the copies in flight are under
+    // the limit; false once the compute warps have finished.
+    __device__ __forceinline__ bool open_slot(unsigned most, unsigned most_short) {
+        if (at.lap > 0 && !wait_or_stop(empty(at.slot), (at.lap - 1) & 1u)) return false;
+        // Has the compute warps' lead grown short (page next - SHORT_LEAD_PAGES
+        // released: the release of a page of lap L completes its slot's `empty`
+        // phase of parity L)? Warp-uniform: before Hopper every producer lane
+        // runs this loop, and all must agree.
+        unsigned limit = most;
+        if (SHORT_LEAD_PAGES < slots && next >= SHORT_LEAD_PAGES) {
+            const RingPos back = at.behind(SHORT_LEAD_PAGES, slots);
+            bool short_lead = mbarrier_test(empty(back.slot), back.lap & 1u);
+            if (!BULK_COPY) short_lead = __shfl_sync(0xffffffffu, (int)short_lead, 0) != 0;
+            if (short_lead) limit = most_short;
+        }
+        while (in_flight >= limit) retire_oldest();
+        return true;
+    }
+
+    // Copy `units` units of W, shaped M, from unit u into page `next`'s slot
+    // (the matrix's last unit may be short: only rows that exist).
+    template <class M>
+    __device__ __forceinline__ void give_units(const bf16_t* W, int u, int units) {
+        const int row0 = u * M::R;
+        give_page(reinterpret_cast<const char*>(W + (size_t)row0 * M::K),
+                  min(units * M::R, M::ROWS - row0) * M::K * (unsigned)sizeof(bf16_t), units);
+    }
+
+    // Copy `bytes` from src into page `next`'s slot, whose readers take `units` units.
+    __device__ __forceinline__ void give_page(const char* src, unsigned bytes, int units) {
+        const unsigned slot = at.slot;
+        const unsigned dst = area0 + slot * PAGE_BYTES;
+        // The units a page does not hold are released now.
+        if (BULK_COPY || lane_id() == 0) {
+            if (units < UNITS_CAP) mbarrier_arrive(empty(slot), (UNITS_CAP - units) * WARPS);
+            store_relaxed_shared(page(slot), next);
+        }
+        unit_clock_page(counters, next);
+        if (BULK_COPY) {
+            mbarrier_expect_bytes(full(slot), bytes);
+            bulk_copy_to_shared(dst, src, bytes, full(slot));
+        } else {
+            for (unsigned i = lane_id() * 16u; i < bytes; i += 32u * 16u) copy_async16(dst + i, src + i);
+            mbarrier_arrive_on_copies(full(slot));
+        }
+        ++next;
+        ++in_flight;
+        at.advance(1, slots);
     }
 
     // No copy may outlive the launch: wait for those still in flight.
