@@ -22,6 +22,7 @@ from contextlib import contextmanager
 import torch
 
 from .config import ModelConfig
+from .bench.timing import timed
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import (
@@ -41,6 +42,17 @@ MATRIX_DTYPE = torch.bfloat16
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
                 "q_norm", "k_norm", "w_gate_up", "w_down")
 POLL_SECONDS = 20e-6
+# Where the hand-off vector x_mid lies in memory moved tg128 by up to ~3% on
+# the H100, each placement at the same speed in every process; x's placement
+# mattered less, the other vectors' not measurably (docs/perf-notes.md,
+# fifteenth; likely which L2 lines its words share). No kernel code chooses
+# that, so the backend times a few placements of each at start and keeps the
+# fastest (~0.1 s a candidate).
+PLACED_VECTORS = ("x_mid", "x")
+PLACEMENT_CANDIDATES = 6
+PLACEMENT_TRIAL_STEPS = 32
+PLACEMENT_TRIALS = 3
+PLACEMENT_SEGMENT_BYTES = 2 << 20
 
 
 class Params(ctypes.Structure):
@@ -79,6 +91,19 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
             packed.update(q_norm=plus_one(m.q_norm), k_norm=plus_one(m.k_norm))
         layers.append(packed)
     return {"embed": fused.embed, "final_norm": plus_one(fused.final_norm)}, layers
+
+
+def placed_copy(vector: torch.Tensor, k: int, of: int) -> torch.Tensor:
+    """A zeroed tensor like ``vector`` in a segment of its own (the caching
+    allocator gives a 2 MB request its own), at the k-th of ``of`` offsets
+    spread over it, on a 128-byte line: candidate placements that differ in
+    their pages and in the address bits below. Back-to-back small allocations
+    would share a page and differ only in their low bits (they ran within 0.6%
+    of each other)."""
+    segment = torch.zeros(PLACEMENT_SEGMENT_BYTES // vector.element_size(), dtype=vector.dtype, device=vector.device)
+    line = 128 // vector.element_size()
+    start = k * (segment.numel() - vector.numel()) // of // line * line
+    return segment[start:start + vector.numel()]
 
 
 def _ptr(t: torch.Tensor | None) -> int:
@@ -162,11 +187,14 @@ class MegakernelBackend:
     prefill_piece = MAX_PIECE
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
-                 prefill: str = "fast", kernel_options: tuple[str, ...] = (), arch: str | None = None):
+                 prefill: str = "fast", kernel_options: tuple[str, ...] = (), arch: str | None = None,
+                 placement_candidates: int = PLACEMENT_CANDIDATES):
         """``kernel_options``: extra NVRTC options, e.g. ``("-DSTAGE_CLOCK=1",)``
         to time a variant. ``arch``: what to build for, by default the device's
         own architecture; a virtual one such as ``compute_80`` runs an older
-        architecture's code path on this GPU (through the driver's PTX compiler)."""
+        architecture's code path on this GPU (through the driver's PTX compiler).
+        ``placement_candidates``: placements of each of PLACED_VECTORS timed at
+        start (1: keep the first)."""
         self.config, self.device = config, torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"the megakernel backend needs a CUDA device, got {self.device}")
@@ -199,6 +227,7 @@ class MegakernelBackend:
         # timeline (timing builds)]
         self.barrier = torch.zeros(BARRIER_WORDS, dtype=torch.int64, device=self.device)
         self.barrier[1] = self.progress.device_ptr
+        self.placement_seconds = {name: self._place_vector(name, placement_candidates) for name in PLACED_VECTORS}
         self._prefill = make_prefill(config, weights, self.device, prefill)
 
     # ---- Backend protocol ------------------------------------------------
@@ -279,6 +308,28 @@ class MegakernelBackend:
                 raise RuntimeError(f"the megakernel's grid barrier timed out with {-1 - report} of "
                                    f"{self.grid} blocks arrived; the CUDA context is unusable") from e
             raise
+
+    def _place_vector(self, name: str, candidates: int) -> list[float]:
+        """Keep the fastest of ``candidates`` placements of the tagged vector
+        ``name`` (each timed by greedy launches on a scratch state); return
+        each placement's seconds a launch, the kept one's the least."""
+        if candidates <= 1:
+            return []
+        scratch = self.buffers.scratch
+        placements = [scratch[name]] + [placed_copy(scratch[name], k, candidates) for k in range(1, candidates)]
+        state = self.new_state(PLACEMENT_TRIAL_STEPS + 1)
+
+        def launch() -> None:
+            self._launch(1, state, PLACEMENT_TRIAL_STEPS, logits=False, publish=False)
+
+        seconds = []
+        with self._explain_failure():
+            for vector in placements:
+                scratch[name] = vector
+                launch()   # warm-up
+                seconds.append(min(timed(self.device, launch)[1] for _ in range(PLACEMENT_TRIALS)))
+        scratch[name] = placements[seconds.index(min(seconds))]
+        return seconds
 
     def _launch(self, token_id: int, state: SequenceState, n_steps: int, logits: bool, publish: bool) -> None:
         self.progress.values[0] = 0

@@ -30,7 +30,7 @@ from ..bench.roofline import GPU_SETUP, read_bandwidth
 from ..bench.timing import timed
 from ..checkpoint import random_weights
 from ..config import ATTENTION, PRESETS, ModelConfig
-from ..megakernel import MegakernelBackend
+from ..megakernel import PLACEMENT_CANDIDATES, MegakernelBackend
 from .codegen import (
     STAGE_CLOCK_AT,
     STAGE_CLOCK_SLOTS,
@@ -227,6 +227,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="OPTIONS",
                         help="also time the kernel built with these NVRTC options (repeatable), "
                              "e.g. --variant=-DPAGES_IN_FLIGHT=2 (note the =: the value starts with a dash)")
+    parser.add_argument("--placement-candidates", type=int, default=PLACEMENT_CANDIDATES, metavar="N",
+                        help="placements of the hand-off vectors the main build times at start and keeps "
+                             f"the fastest of (default {PLACEMENT_CANDIDATES}; 1: the allocator's first)")
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
@@ -240,14 +243,15 @@ def main() -> None:
     t0 = time.perf_counter()
     weights = random_weights(config, seed=1, device=device)
     main_options = tuple(args.options.split())
-    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=main_options)
+    backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=main_options,
+                                placement_candidates=args.placement_candidates)
     setup_s = time.perf_counter() - t0
     bandwidth = read_bandwidth(device, GPU_SETUP)
     floor_s = config.decode_bytes_per_step() / bandwidth
     depths = [int(d) for d in args.depths.split(",")]
     result = {
         "config": config.name, "device": torch.cuda.get_device_name(device), "grid": backend.grid,
-        "options": args.options,
+        "options": args.options, "placement_seconds": backend.placement_seconds,
         "setup_seconds": setup_s, "read_bandwidth_gbs": bandwidth / 1e9,
         "decode_bytes_per_step": config.decode_bytes_per_step(),
         "floor_ms": floor_s * 1e3, "floor_tok_s": 1 / floor_s,
