@@ -155,22 +155,24 @@ __device__ __forceinline__ void mbarrier_init(u64* bar, unsigned arrivals) {
 }
 // Has the phase of this parity completed? (A waiter may be at most one phase ahead.)
 // Hopper's try_wait may suspend the thread a while before it answers; before it, test_wait.
+#define MBARRIER_TEST_WAIT "mbarrier.test_wait.parity.shared.b64"
 #if BULK_COPY
 #define MBARRIER_TEST_PARITY "mbarrier.try_wait.parity.shared::cta.b64"
 #else
-#define MBARRIER_TEST_PARITY "mbarrier.test_wait.parity.shared.b64"
+#define MBARRIER_TEST_PARITY MBARRIER_TEST_WAIT
 #endif
+// The phase's completion as 0 or 1, by the parity query `instruction`.
+#define MBARRIER_PARITY_QUERY(instruction) \
+    "{\n .reg .pred p;\n " instruction " p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
 __device__ __forceinline__ bool mbarrier_done(unsigned bar, unsigned parity) {
     unsigned done;
-    asm volatile("{\n .reg .pred p;\n " MBARRIER_TEST_PARITY " p, [%1], %2;\n"
-                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    asm volatile(MBARRIER_PARITY_QUERY(MBARRIER_TEST_PARITY) : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     return done != 0;
 }
 // The same answer at once, never suspending: a look, not a wait.
 __device__ __forceinline__ bool mbarrier_test(unsigned bar, unsigned parity) {
     unsigned done;
-    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared.b64 p, [%1], %2;\n"
-                 " selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    asm volatile(MBARRIER_PARITY_QUERY(MBARRIER_TEST_WAIT) : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     return done != 0;
 }
 __device__ __forceinline__ void mbarrier_wait(unsigned bar, unsigned parity) {

@@ -40,7 +40,8 @@ __device__ __forceinline__ bool give_steps(Producer& out, const Params& p) {
             if (!give_layer(out, p, layer)) return false;
         using Output = Claims<OutputProjection>;
         if (!out.give<Output::Static>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
-        if (Output::CHUNKS > 0 && !out.give_claimed<OutputProjection>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
+        if constexpr (Output::CHUNKS > 0)
+            if (!out.give_claimed<OutputProjection>(p.embed, OUTPUT_PAGES_IN_FLIGHT)) return false;
     }
     return true;
 }
