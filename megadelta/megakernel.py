@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .config import ModelConfig
 from .bench.timing import timed
+from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
 from .kernels.codegen import (
@@ -104,6 +104,17 @@ def placed_copy(vector: torch.Tensor, k: int, of: int) -> torch.Tensor:
     line = 128 // vector.element_size()
     start = k * (segment.numel() - vector.numel()) // of // line * line
     return segment[start:start + vector.numel()]
+
+
+def barrier_words(report_address: int, device: torch.device) -> torch.Tensor:
+    """Params::barrier: the grid barrier's arrival counter, the address where a
+    timeout is reported (the host-mapped progress word), the output
+    projection's claims counter, then the timing builds' records
+    (kernels/codegen.py: OUTPUT_CLAIMS_AT, STAGE_CLOCK_AT, ...). The counters
+    start at 0 and are never reset."""
+    words = torch.zeros(BARRIER_WORDS, dtype=torch.int64, device=device)
+    words[1] = report_address
+    return words
 
 
 def _ptr(t: torch.Tensor | None) -> int:
@@ -223,10 +234,7 @@ class MegakernelBackend:
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
-        # [arrival counter, where a timeout is reported, stage clock ring, unit clock record, stage clock
-        # timeline (timing builds)]
-        self.barrier = torch.zeros(BARRIER_WORDS, dtype=torch.int64, device=self.device)
-        self.barrier[1] = self.progress.device_ptr
+        self.barrier = barrier_words(self.progress.device_ptr, self.device)
         self.placement_seconds = {name: self._place_vector(name, placement_candidates) for name in PLACED_VECTORS}
         self._prefill = make_prefill(config, weights, self.device, prefill)
 

@@ -170,7 +170,7 @@ def test_host_mirrors_the_kernel_constants():
         assert int(defines[name].strip("()"), 0) == getattr(codegen, name), name
     # Where the timing builds' records sit in Params::barrier, as the kernel computes them.
     expressions = dict(re.findall(r"^#define (\w+) (.+)$", header, re.MULTILINE))
-    for name in ("STAGE_CLOCK_AT", "STAGE_CLOCK_WORDS", "UNIT_CLOCK_AT", "UNIT_CLOCK_WORDS", "TIMELINE_RECORD",
+    for name in ("OUTPUT_CLAIMS_AT", "STAGE_CLOCK_AT", "STAGE_CLOCK_WORDS", "UNIT_CLOCK_AT", "UNIT_CLOCK_WORDS", "TIMELINE_RECORD",
                  "TIMELINE_AT"):
         assert eval(expressions[name], {}, LayoutMacros(expressions)) == getattr(codegen, name), name
     points = re.search(r"enum StagePoint \{(.*?)STAGE_POINTS", header, re.DOTALL)[1]

@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 from ..config import ModelConfig
-from ..megakernel import KernelBuffers
+from ..megakernel import KernelBuffers, barrier_words
 from ..state import SequenceState
 from .build import KERNEL_DIR, MAIN_SOURCE, cache_dir, sources
-from .codegen import OUTPUT_CLAIMS_AT
 
 EMULATED_THREADS = 128
 
@@ -65,9 +64,7 @@ class EmulatedKernel:
         self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
-        # The grid barrier's arrivals, the report address, the output projection's claims.
-        self.barrier = torch.zeros(OUTPUT_CLAIMS_AT + 1, dtype=torch.int64)
-        self.barrier[1] = self.progress.data_ptr()
+        self.barrier = barrier_words(self.progress.data_ptr(), torch.device("cpu"))
 
     def _run(self, state: SequenceState, token_id: int, n_steps: int, tokens: torch.Tensor | None) -> None:
         state.check_room(n_steps)
