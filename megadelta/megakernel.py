@@ -42,17 +42,22 @@ MATRIX_DTYPE = torch.bfloat16
 LAYER_FIELDS = ("input_norm", "post_norm", "w_in", "w_out", "conv_w", "a_log", "dt_bias", "out_norm",
                 "q_norm", "k_norm", "w_gate_up", "w_down")
 POLL_SECONDS = 20e-6
-# Where the hand-off vector x_mid lies in memory moved tg128 by up to ~3% on
+# Where the hand-off vector x_mid lies in memory moves tg128 by up to ~3% on
 # the H100, each placement at the same speed in every process; x's placement
-# mattered less, the other vectors' not measurably (docs/perf-notes.md,
-# fifteenth; likely which L2 lines its words share). No kernel code chooses
-# that, so the backend times a few placements of each at start and keeps the
+# matters less, the other vectors' not measurably (docs/perf-notes.md,
+# fifteenth and sixteenth). The address inside a 2 MB segment decides, not the
+# segment; with x_mid's middle on an 8 KB boundary its placements ran ~0.4%
+# faster on average than at spread offsets, and one such placement untimed
+# about as fast as the best of six timed ones at spread offsets. The rest of
+# the rule is not known (likely how the L2 spreads lines over its slices), so
+# the backend times a few such placements of each at start and keeps the
 # fastest (~0.1 s a candidate).
 PLACED_VECTORS = ("x_mid", "x")
 PLACEMENT_CANDIDATES = 6
 PLACEMENT_TRIAL_STEPS = 32
 PLACEMENT_TRIALS = 3
 PLACEMENT_SEGMENT_BYTES = 2 << 20
+PLACEMENT_BOUNDARY_BYTES = 8 << 10
 
 
 class Params(ctypes.Structure):
@@ -95,14 +100,16 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
 
 def placed_copy(vector: torch.Tensor, k: int, of: int) -> torch.Tensor:
     """A zeroed tensor like ``vector`` in a segment of its own (the caching
-    allocator gives a 2 MB request its own), at the k-th of ``of`` offsets
-    spread over it, on a 128-byte line: candidate placements that differ in
-    their pages and in the address bits below. Back-to-back small allocations
-    would share a page and differ only in their low bits (they ran within 0.6%
-    of each other)."""
+    allocator gives a 2 MB request its own) with its middle on an 8 KB
+    boundary of the address, the k-th of ``of`` such boundaries spread over the
+    segment (to the 128-byte line): candidate placements alike in the low
+    address bits, different in the higher ones."""
     segment = torch.zeros(PLACEMENT_SEGMENT_BYTES // vector.element_size(), dtype=vector.dtype, device=vector.device)
-    line = 128 // vector.element_size()
-    start = k * (segment.numel() - vector.numel()) // of // line * line
+    base, half, step = segment.data_ptr(), vector.nbytes // 2, PLACEMENT_BOUNDARY_BYTES
+    first = -(-(base + half) // step)
+    last = (base + segment.nbytes - half) // step
+    middle = (first + k * (last - first) // of) * step
+    start = (middle - half - base) // 128 * 128 // vector.element_size()
     return segment[start:start + vector.numel()]
 
 
@@ -205,7 +212,7 @@ class MegakernelBackend:
         own architecture; a virtual one such as ``compute_80`` runs an older
         architecture's code path on this GPU (through the driver's PTX compiler).
         ``placement_candidates``: placements of each of PLACED_VECTORS timed at
-        start (1: keep the first)."""
+        start (1: the first, untimed)."""
         self.config, self.device = config, torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"the megakernel backend needs a CUDA device, got {self.device}")
@@ -318,13 +325,16 @@ class MegakernelBackend:
             raise
 
     def _place_vector(self, name: str, candidates: int) -> list[float]:
-        """Keep the fastest of ``candidates`` placements of the tagged vector
-        ``name`` (each timed by greedy launches on a scratch state); return
-        each placement's seconds a launch, the kept one's the least."""
-        if candidates <= 1:
-            return []
+        """Place the tagged vector ``name`` at the fastest of ``candidates``
+        placed copies (each timed by greedy launches on a scratch state; one is
+        kept untimed); return each one's seconds a launch, the kept one's the least."""
+        if candidates < 1:
+            raise ValueError(f"placement_candidates must be at least 1, got {candidates}")
         scratch = self.buffers.scratch
-        placements = [scratch[name]] + [placed_copy(scratch[name], k, candidates) for k in range(1, candidates)]
+        placements = [placed_copy(scratch[name], k, candidates) for k in range(candidates)]
+        if candidates == 1:
+            scratch[name] = placements[0]
+            return []
         state = self.new_state(PLACEMENT_TRIAL_STEPS + 1)
 
         def launch() -> None:

@@ -200,16 +200,17 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     assert layers[dn]["conv_w"].shape == (config.conv_dim, config.linear_conv_kernel_dim)
 
 
-def test_placement_candidates_are_zeroed_lines_of_their_own_segments():
+def test_placement_candidates_are_zeroed_lines_across_8k_boundaries_of_their_own_segments():
     """The hand-off vectors' candidate placements (MegakernelBackend._place_vector):
     zeroed (tag 0, which no layer has), whole 128-byte lines, each in a segment
-    of its own and at a different offset in it, none past its end."""
+    of its own, at a different offset in it, none past its end, with the
+    vector's middle on an 8 KB boundary of the address."""
     import torch
 
-    from megadelta.megakernel import PLACEMENT_SEGMENT_BYTES, placed_copy
+    from megadelta.megakernel import PLACEMENT_BOUNDARY_BYTES, PLACEMENT_SEGMENT_BYTES, placed_copy
 
     vector = torch.randint(1, 1 << 40, (1024,), dtype=torch.int64)
-    candidates = [placed_copy(vector, k, 6) for k in range(1, 6)]
+    candidates = [placed_copy(vector, k, 6) for k in range(6)]
     offsets = set()
     for c in candidates:
         assert c.shape == vector.shape and c.dtype == vector.dtype and c.is_contiguous()
@@ -217,6 +218,8 @@ def test_placement_candidates_are_zeroed_lines_of_their_own_segments():
         offset = c.storage_offset() * c.element_size()
         assert offset % 128 == 0 and offset + c.nbytes <= PLACEMENT_SEGMENT_BYTES
         assert c.untyped_storage().nbytes() == PLACEMENT_SEGMENT_BYTES
+        middle = c.data_ptr() + c.nbytes // 2
+        assert min(middle % PLACEMENT_BOUNDARY_BYTES, -middle % PLACEMENT_BOUNDARY_BYTES) < 128
         offsets.add(offset)
     assert len(offsets) == len(candidates)
     assert len({c.untyped_storage().data_ptr() for c in candidates}) == len(candidates)
