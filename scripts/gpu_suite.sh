@@ -18,6 +18,7 @@
 #   2. benchmark: megakernel (with fast prefill) and transformers eager, same checkpoint, same run
 #   3. megakernel timing against the floor, with the stage clock's breakdown and block 0's unit clock
 #   4. long-context benchmark (pp32768, tg128 at depth 4096 and 32768), megakernel and transformers eager
+#   (2 and 4 also run llama.cpp when .cache/llama is carried: scripts/build_llama_bench.sh)
 #   5. every GPU test
 #   6. fast prefill profile: the kernel-time table of one pp520 (where the fixed cost goes)
 #   7. delta-rule kernel sweep: candidate tunings of the prefill's gated delta rule
@@ -61,10 +62,29 @@ run timeout 120 python3 -m megadelta.kernels.smoke
 grep -q "^\[.*\] PASS$" "$OUT/suite.log" || { megakernel_ok=0; log "smoke check failed: megakernel stages skipped"; }
 systems=hf-transformers-eager
 [ "$megakernel_ok" = 1 ] && systems=megadelta-megakernel,$systems
+llama_args=()
+if [ -f .cache/llama/llama-bench.xz ] && { want 2 || want 4; }; then
+    log "llama.cpp peer (scripts/build_llama_bench.sh): the default checkpoint as a bf16 GGUF"
+    mkdir -p /tmp/megadelta-llama
+    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.cache/llama/llama-bench.xz'), open('/tmp/megadelta-llama/llama-bench', 'wb'))"
+    chmod +x /tmp/megadelta-llama/llama-bench
+    checkpoint=$(python3 -c "from megadelta.checkpoint import default_checkpoint; print(default_checkpoint())")
+    gguf=/tmp/megadelta-llama/$(basename "$checkpoint")-bf16.gguf
+    [ -f "$gguf" ] || PYTHONPATH=.cache/llama/gguf-py timeout 300 python3 .cache/llama/convert_hf_to_gguf.py \
+        "$checkpoint" --no-mtp --outtype bf16 --outfile "$gguf" > "$OUT/gguf.log" 2>&1 \
+        || { status=1; log "FAILED: GGUF conversion (gguf.log)"; rm -f "$gguf"; }
+    # cuBLAS for llama-bench: the libraries that torch's nvidia packages bring.
+    cublas=$(python3 -c "import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], 'lib'))" 2>/dev/null)
+    export LD_LIBRARY_PATH=${cublas}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    if [ -f "$gguf" ]; then
+        systems=$systems,llama.cpp
+        llama_args=(--llama-bench /tmp/megadelta-llama/llama-bench --gguf "$gguf")
+    fi
+fi
 
 if [ -z "${SKIP_BENCH:-}" ] && want 2; then
     log "2. benchmark: $systems"
-    bench 300 --systems "$systems" ${BENCH_ARGS:--p 128,520,2048,8192 -n 128 -r 10}
+    bench 300 --systems "$systems" "${llama_args[@]}" ${BENCH_ARGS:--p 128,520,2048,8192 -n 128 -r 10}
 fi
 
 if [ "$megakernel_ok" = 1 ]; then
@@ -76,7 +96,7 @@ if [ "$megakernel_ok" = 1 ]; then
     fi
     if [ -z "${SKIP_BENCH:-}" ] && want 4; then
         log "4. long-context benchmark: $systems"
-        bench 420 --systems "$systems" ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
+        bench 420 --systems "$systems" "${llama_args[@]}" ${LONG_BENCH_ARGS:--p 32768 -n 128 --depth 4096,32768 -r 5}
     fi
 fi
 
