@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .bench.timing import timed
+from .bench.timing import best_trial_seconds
 from .config import ModelConfig
 from .kernels import driver
 from .kernels.build import KERNEL_NAME, compile_megakernel
@@ -326,8 +326,9 @@ class MegakernelBackend:
 
     def _place_vector(self, name: str, candidates: int) -> list[float]:
         """Place the tagged vector ``name`` at the fastest of ``candidates``
-        placed copies (each timed by greedy launches on a scratch state; one is
-        kept untimed); return each one's seconds a launch, the kept one's the least."""
+        placed copies, each timed by greedy launches on a scratch state (a
+        single one is kept untimed); return each one's seconds a launch, the
+        kept one's the least."""
         if candidates < 1:
             raise ValueError(f"placement_candidates must be at least 1, got {candidates}")
         scratch = self.buffers.scratch
@@ -344,8 +345,7 @@ class MegakernelBackend:
         with self._explain_failure():
             for vector in placements:
                 scratch[name] = vector
-                launch()   # warm-up
-                seconds.append(min(timed(self.device, launch)[1] for _ in range(PLACEMENT_TRIALS)))
+                seconds.append(best_trial_seconds(self.device, launch, PLACEMENT_TRIALS))
         scratch[name] = placements[seconds.index(min(seconds))]
         return seconds
 

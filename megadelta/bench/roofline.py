@@ -18,13 +18,12 @@ shown to do, not its average.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from ..config import ModelConfig
-from .timing import timed
+from .timing import best_trial_seconds
 
 TRIALS = 5
 
@@ -66,12 +65,6 @@ class Ceilings:
         return d
 
 
-def best_trial_seconds(device: torch.device, trial: Callable[[], None]) -> float:
-    """The shortest of TRIALS timed runs of ``trial``, after one untimed warm-up run."""
-    trial()
-    return min(timed(device, trial)[1] for _ in range(TRIALS))
-
-
 def read_bandwidth(device: torch.device, setup: Setup) -> float:
     """Bytes per second that full reads of a float32 buffer of ``setup.bandwidth_bytes``
     reach, ``setup.reads_per_trial`` reads a trial."""
@@ -81,7 +74,7 @@ def read_bandwidth(device: torch.device, setup: Setup) -> float:
         for _ in range(setup.reads_per_trial):
             x.sum()
 
-    return x.numel() * x.element_size() * setup.reads_per_trial / best_trial_seconds(device, trial)
+    return x.numel() * x.element_size() * setup.reads_per_trial / best_trial_seconds(device, trial, TRIALS)
 
 
 def matmul_rate(device: torch.device, setup: Setup) -> float:
@@ -96,7 +89,7 @@ def matmul_rate(device: torch.device, setup: Setup) -> float:
         for _ in range(setup.matmuls_per_trial):
             torch.matmul(a, b, out=out)
 
-    return 2.0 * n ** 3 * setup.matmuls_per_trial / best_trial_seconds(device, trial)
+    return 2.0 * n ** 3 * setup.matmuls_per_trial / best_trial_seconds(device, trial, TRIALS)
 
 
 def measure(device: torch.device) -> Ceilings:

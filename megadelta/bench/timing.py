@@ -36,3 +36,9 @@ def timed(device: torch.device, work: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = work()
     return out, time.perf_counter() - t0
+
+
+def best_trial_seconds(device: torch.device, trial: Callable[[], object], trials: int) -> float:
+    """The shortest of ``trials`` timed runs of ``trial``, after one untimed warm-up run."""
+    trial()
+    return min(timed(device, trial)[1] for _ in range(trials))

@@ -229,7 +229,7 @@ def main() -> None:
                              "e.g. --variant=-DPAGES_IN_FLIGHT=2 (note the =: the value starts with a dash)")
     parser.add_argument("--placement-candidates", type=int, default=PLACEMENT_CANDIDATES, metavar="N",
                         help="placements of the hand-off vectors the main build times at start and keeps "
-                             f"the fastest of (default {PLACEMENT_CANDIDATES}; 1: the allocator's first)")
+                             f"the fastest of (default {PLACEMENT_CANDIDATES}; 1: one placement, untimed)")
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
