@@ -53,6 +53,15 @@ POLL_SECONDS = 20e-6
 # the backend times a few such placements of each at start and keeps the
 # fastest (~0.1 s a candidate).
 PLACED_VECTORS = ("x_mid", "x")
+# The grid: the co-resident blocks rounded down to a multiple of GRID_MULTIPLE.
+# On the H100 (132 SMs) 128 blocks ran tg128 0.7% faster than 132 (six pairs
+# of processes, five won; docs/perf-notes.md, seventeenth). At 128 every
+# product's longest share but the DeltaNet in_proj's is as long as at 132
+# (the layers' unit counts are multiples of 128), and the hand-offs have four
+# fewer writers and pollers; which of the two buys the time is not isolated.
+# Fewer blocks cost: 124 and 116 (with the combine at 8 lanes an output, so
+# that it stays one round) ran 2.3-2.5% below 132 at 8 lanes.
+GRID_MULTIPLE = 8
 PLACEMENT_CANDIDATES = 6
 PLACEMENT_TRIAL_STEPS = 32
 PLACEMENT_TRIALS = 3
@@ -193,6 +202,12 @@ def make_prefill(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
     raise ValueError(f"unknown prefill {kind!r}; choose fast or reference")
 
 
+def grid_blocks(resident: int) -> int:
+    """The launch's blocks: ``resident`` (what fits on the GPU at once) rounded
+    down to a multiple of GRID_MULTIPLE, or all of them where fewer fit."""
+    return resident - resident % GRID_MULTIPLE if resident >= GRID_MULTIPLE else resident
+
+
 class MegakernelBackend:
     """The Backend protocol of docs/architecture.md on one CUDA device."""
 
@@ -206,13 +221,14 @@ class MegakernelBackend:
 
     def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device | str,
                  prefill: str = "fast", kernel_options: tuple[str, ...] = (), arch: str | None = None,
-                 placement_candidates: int = PLACEMENT_CANDIDATES):
+                 placement_candidates: int = PLACEMENT_CANDIDATES, grid: int | None = None):
         """``kernel_options``: extra NVRTC options, e.g. ``("-DSTAGE_CLOCK=1",)``
         to time a variant. ``arch``: what to build for, by default the device's
         own architecture; a virtual one such as ``compute_80`` runs an older
         architecture's code path on this GPU (through the driver's PTX compiler).
         ``placement_candidates``: placements of each of PLACED_VECTORS timed at
-        start (1: the first, untimed)."""
+        start (1: the first, untimed). ``grid``: blocks a launch, at most the
+        co-resident ones (default: grid_blocks of them)."""
         self.config, self.device = config, torch.device(device)
         if self.device.type != "cuda":
             raise ValueError(f"the megakernel backend needs a CUDA device, got {self.device}")
@@ -235,9 +251,11 @@ class MegakernelBackend:
         blocks_per_sm = self.kernel.max_active_blocks_per_sm(BLOCK_THREADS, self.shared_bytes)
         if blocks_per_sm < 1:
             raise RuntimeError(f"the megakernel does not fit on an SM of {torch.cuda.get_device_name(self.device)}")
-        # Only co-resident blocks may wait at a grid barrier: exactly what fits.
-        self.grid = blocks_per_sm * driver.device_attribute(self.device,
-                                                            driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        # Only co-resident blocks may wait at a grid barrier: at most what fits.
+        resident = blocks_per_sm * driver.device_attribute(self.device, driver.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        self.grid = grid_blocks(resident) if grid is None else grid
+        if not 1 <= self.grid <= resident:
+            raise ValueError(f"grid must be 1 to {resident} blocks (those co-resident on this GPU), got {grid}")
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)

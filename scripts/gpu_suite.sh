@@ -65,21 +65,15 @@ systems=hf-transformers-eager
 llama_args=()
 if [ -f .cache/llama/llama-bench.xz ] && { want 2 || want 4; }; then
     log "llama.cpp peer (scripts/build_llama_bench.sh): the default checkpoint as a bf16 GGUF"
-    mkdir -p /tmp/megadelta-llama
-    python3 -c "import lzma, shutil; shutil.copyfileobj(lzma.open('.cache/llama/llama-bench.xz'), open('/tmp/megadelta-llama/llama-bench', 'wb'))"
-    chmod +x /tmp/megadelta-llama/llama-bench
-    checkpoint=$(python3 -c "from megadelta.checkpoint import default_checkpoint; print(default_checkpoint())")
-    gguf=/tmp/megadelta-llama/$(basename "$checkpoint")-bf16.gguf
-    [ -f "$gguf" ] || PYTHONPATH=.cache/llama/gguf-py timeout 300 python3 .cache/llama/convert_hf_to_gguf.py \
-        "$checkpoint" --no-mtp --outtype bf16 --outfile "$gguf" > "$OUT/gguf.log" 2>&1 \
-        || { status=1; log "FAILED: GGUF conversion (gguf.log)"; rm -f "$gguf"; }
+    if peer=$(LOG="$OUT/gguf.log" bash scripts/llama_peer.sh); then
+        systems=$systems,llama.cpp
+        read -ra llama_args <<< "$peer"
+    else
+        status=1; log "FAILED: llama.cpp peer (gguf.log)"
+    fi
     # cuBLAS for llama-bench: the libraries that torch's nvidia packages bring.
     cublas=$(python3 -c "import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], 'lib'))" 2>/dev/null)
     export LD_LIBRARY_PATH=${cublas}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    if [ -f "$gguf" ]; then
-        systems=$systems,llama.cpp
-        llama_args=(--llama-bench /tmp/megadelta-llama/llama-bench --gguf "$gguf")
-    fi
 fi
 
 if [ -z "${SKIP_BENCH:-}" ] && want 2; then

@@ -200,6 +200,19 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     assert layers[dn]["conv_w"].shape == (config.conv_dim, config.linear_conv_kernel_dim)
 
 
+def test_grid_is_the_resident_blocks_down_to_a_multiple_of_eight():
+    """The launch never asks for more blocks than fit at once (a grid barrier
+    with a block not resident would never open), and leaves at most 7 idle."""
+    from megadelta.megakernel import GRID_MULTIPLE, grid_blocks
+
+    assert grid_blocks(132) == 128 and grid_blocks(108) == 104 and grid_blocks(128) == 128
+    for resident in range(1, 300):
+        grid = grid_blocks(resident)
+        assert 1 <= grid <= resident
+        assert grid == resident if resident < GRID_MULTIPLE else (grid % GRID_MULTIPLE == 0
+                                                                   and resident - grid < GRID_MULTIPLE)
+
+
 def test_placement_candidates_are_zeroed_lines_across_8k_boundaries_of_their_own_segments():
     """The hand-off vectors' candidate placements (MegakernelBackend._place_vector):
     zeroed (tag 0, which no layer has), whole 128-byte lines, each in a segment

@@ -230,6 +230,8 @@ def main() -> None:
     parser.add_argument("--placement-candidates", type=int, default=PLACEMENT_CANDIDATES, metavar="N",
                         help="placements of the hand-off vectors the main build times at start and keeps "
                              f"the fastest of (default {PLACEMENT_CANDIDATES}; 1: one placement, untimed)")
+    parser.add_argument("--grid", type=int, default=None, metavar="BLOCKS",
+                        help="blocks a launch of the main build (default: the backend's grid_blocks)")
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
@@ -244,7 +246,7 @@ def main() -> None:
     weights = random_weights(config, seed=1, device=device)
     main_options = tuple(args.options.split())
     backend = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=main_options,
-                                placement_candidates=args.placement_candidates)
+                                placement_candidates=args.placement_candidates, grid=args.grid)
     setup_s = time.perf_counter() - t0
     bandwidth = read_bandwidth(device, GPU_SETUP)
     floor_s = config.decode_bytes_per_step() / bandwidth
