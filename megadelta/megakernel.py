@@ -54,13 +54,12 @@ POLL_SECONDS = 20e-6
 # fastest (~0.1 s a candidate).
 PLACED_VECTORS = ("x_mid", "x")
 # The grid: the co-resident blocks rounded down to a multiple of GRID_MULTIPLE.
-# On the H100 (132 SMs) 128 blocks ran tg128 0.7% faster than 132 (six pairs
-# of processes, five won; docs/perf-notes.md, seventeenth). At 128 every
-# product's longest share but the DeltaNet in_proj's is as long as at 132
-# (the layers' unit counts are multiples of 128), and the hand-offs have four
-# fewer writers and pollers; which of the two buys the time is not isolated.
-# Fewer blocks cost: 124 and 116 (with the combine at 8 lanes an output, so
-# that it stays one round) ran 2.3-2.5% below 132 at 8 lanes.
+# On the H100 (132 SMs) 128 blocks ran tg128 0.6% faster than 132 (nine pairs
+# of processes, eight won; docs/perf-notes.md, seventeenth), while 130 ran as
+# 132 did: not fewer blocks but even shares buy it. At 128 every block has the
+# same share of each layer product but the DeltaNet in_proj (the 0.8B's unit
+# counts 512, 2,560 and 3,584 are multiples of 128) and the combine's 2,048
+# outputs fill exactly one round of half-warps. Other GPUs are not measured.
 GRID_MULTIPLE = 8
 PLACEMENT_CANDIDATES = 6
 PLACEMENT_TRIAL_STEPS = 32
