@@ -85,15 +85,16 @@ def stage_names(config: ModelConfig) -> list[str]:
 
 
 def stage_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
-                    options: tuple[str, ...] = ()) -> dict:
+                    options: tuple[str, ...] = (), grid: int | None = None) -> dict:
     """Microseconds per stage kind (mean over blocks of each block's time in
     the stage, summed over layers; and the slowest block's), and when within
     their stages the blocks passed each StagePoint, in the order passed (kind,
     mean and slowest block, summed over layers), from the last step of a
     STAGE_STEPS-step greedy launch of the STAGE_CLOCK build (with extra NVRTC
-    ``options``): a step well inside a multi-step launch, as tg128 runs them."""
+    ``options``, on ``grid`` blocks): a step well inside a multi-step launch,
+    as tg128 runs them."""
     backend = MegakernelBackend(config, weights, device, prefill="reference",
-                                kernel_options=("-DSTAGE_CLOCK=1", *options))
+                                kernel_options=("-DSTAGE_CLOCK=1", *options), grid=grid)
     names = stage_names(config)
     assert STAGE_STEPS * len(names) <= STAGE_CLOCK_SLOTS, "the launch's stages overflow the clock's slots"
     state = backend.new_state(depth + STAGE_STEPS + 2)
@@ -199,11 +200,11 @@ def summarize_units(config: ModelConfig, words: list[int]) -> dict:
 
 
 def unit_breakdown(config: ModelConfig, weights: dict, device: torch.device, depth: int,
-                   options: tuple[str, ...] = ()) -> dict:
+                   options: tuple[str, ...] = (), grid: int | None = None) -> dict:
     """summarize_units of the second step of a two-step greedy launch of the
-    UNIT_CLOCK build (with extra NVRTC ``options``)."""
+    UNIT_CLOCK build (with extra NVRTC ``options``, on ``grid`` blocks)."""
     backend = MegakernelBackend(config, weights, device, prefill="reference",
-                                kernel_options=("-DUNIT_CLOCK=1", *options))
+                                kernel_options=("-DUNIT_CLOCK=1", *options), grid=grid)
     state = backend.new_state(depth + 8)
     record = backend.barrier[UNIT_CLOCK_AT:UNIT_CLOCK_AT + UNIT_CLOCK_WORDS]
     for _ in range(2):   # a warm-up, then the one recorded
@@ -231,7 +232,7 @@ def main() -> None:
                         help="placements of the hand-off vectors the main build times at start and keeps "
                              f"the fastest of (default {PLACEMENT_CANDIDATES}; 1: one placement, untimed)")
     parser.add_argument("--grid", type=int, default=None, metavar="BLOCKS",
-                        help="blocks a launch of the main build (default: the backend's grid_blocks)")
+                        help="blocks a launch of every build timed (default: the backend's grid_blocks)")
     parser.add_argument("--stages", action="store_true",
                         help="also split a step into stages with the STAGE_CLOCK build (variants: at the "
                              "first depth)")
@@ -261,14 +262,16 @@ def main() -> None:
     }
     for variant_options in args.variant:
         options = tuple(variant_options.split())
-        variant = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=options)
+        variant = MegakernelBackend(config, weights, device, prefill="reference", kernel_options=options,
+                                    grid=args.grid)
         result[variant_options] = time_backend(variant, depths, args.reps, floor_s)
         if args.stages:
-            result[variant_options]["stages"] = stage_breakdown(config, weights, device, depths[0], options)
+            result[variant_options]["stages"] = stage_breakdown(config, weights, device, depths[0], options,
+                                                                args.grid)
     if args.stages:
-        result["stages"] = [stage_breakdown(config, weights, device, d, main_options) for d in depths]
+        result["stages"] = [stage_breakdown(config, weights, device, d, main_options, args.grid) for d in depths]
     if args.units:
-        result["units"] = unit_breakdown(config, weights, device, depths[0], main_options)
+        result["units"] = unit_breakdown(config, weights, device, depths[0], main_options, args.grid)
     print(json.dumps(result, indent=1))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
