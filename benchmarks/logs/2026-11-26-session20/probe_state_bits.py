@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from megadelta.bench.timing import timed
+from megadelta.bench.timing import best_trial_seconds
 from megadelta.checkpoint import random_weights
 from megadelta.config import QWEN35_0_8B
 from megadelta.megakernel import PLACEMENT_TRIAL_STEPS, MegakernelBackend
@@ -30,8 +30,7 @@ SEG = 2 << 20
 def short():
     def launch():
         b._launch(1, state, PLACEMENT_TRIAL_STEPS, logits=False, publish=False)
-    launch()
-    return PLACEMENT_TRIAL_STEPS / min(timed(b.device, launch)[1] for _ in range(3))
+    return PLACEMENT_TRIAL_STEPS / best_trial_seconds(b.device, launch, 3)
 
 
 def scan(name, offsets):
