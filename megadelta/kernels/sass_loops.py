@@ -10,12 +10,14 @@ first form). Compare a candidate's build with main's before timing it:
 
 Each side is built with NVRTC as the package builds it (a cubin for sm_90a)
 from the tree given (a directory holding the `megadelta` package; default the
-one this module is in), disassembled with cuobjdump (on PATH or from the
-nvidia-cuda-cuobjdump wheel), and each innermost loop that reads shared memory
-and runs FMAs (a product's unit loop; the attention partials' loop over
-positions, their warps' merge and the DeltaNet recurrence are such loops too, so
-the 0.8B build shows 10: 7 products and those 3) is compared as its sequence of instructions with
-registers and constants blanked out. Exit status 1 when any differs. Needs no GPU.
+one this module is in), disassembled with cuobjdump and nvdisasm (on PATH or
+from the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels), and each
+innermost loop that reads shared memory and runs FMAs (a product's unit loop;
+the attention partials' loop over positions, their warps' merge and the
+DeltaNet recurrence are such loops too, so the 0.8B build shows 11 since v42,
+whose claimed output chunks have a loop of their own) is compared as its
+sequence of instructions with registers and constants blanked out. Exit
+status 1 when any differs. Needs no GPU.
 """
 
 from __future__ import annotations
@@ -94,15 +96,24 @@ def blanked(loop: list[Instruction]) -> list[str]:
     return [_OPERAND.sub("_", ins.text) for ins in loop]
 
 
-def _cuobjdump() -> str:
-    found = shutil.which("cuobjdump")
+def _cuda_tool(name: str) -> str:
+    """A CUDA toolkit binary from PATH or from NVIDIA's wheel of it (nvidia-cuda-<name>)."""
+    found = shutil.which(name)
     if found:
         return found
     for root in sys.path:
-        hits = glob.glob(os.path.join(root, "nvidia", "*", "bin", "cuobjdump"))
+        hits = glob.glob(os.path.join(root, "nvidia", "*", "bin", name))
         if hits:
             return hits[0]
-    raise SystemExit("cuobjdump not found: put the CUDA toolkit's bin on PATH or pip install nvidia-cuda-cuobjdump")
+    raise SystemExit(f"{name} not found: put the CUDA toolkit's bin on PATH or pip install nvidia-cuda-{name}")
+
+
+def _disassemble(cubin: str) -> str:
+    """cuobjdump -sass of a cubin; cuobjdump runs nvdisasm, which it looks for on PATH."""
+    nvdisasm = os.path.dirname(_cuda_tool("nvdisasm"))
+    env = {**os.environ, "PATH": nvdisasm + os.pathsep + os.environ.get("PATH", "")}
+    return subprocess.run([_cuda_tool("cuobjdump"), "-sass", cubin], check=True, capture_output=True, text=True,
+                          env=env).stdout
 
 
 def build_sass(tree: Path, config: str, options: list[str]) -> str:
@@ -119,7 +130,7 @@ def build_sass(tree: Path, config: str, options: list[str]) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        return subprocess.run([_cuobjdump(), "-sass", f.name], check=True, capture_output=True, text=True).stdout
+        return _disassemble(f.name)
 
 
 def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
