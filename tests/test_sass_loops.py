@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from megadelta.kernels.sass_loops import blanked, parse_sass, product_loops
+from megadelta.kernels.sass_loops import blanked, differing_instructions, parse_sass, product_loops
 
 
 def listing(body: list[str]) -> str:
@@ -50,3 +50,15 @@ def test_renamed_registers_compare_equal_and_a_reordering_does_not():
     body[3], body[7] = body[7], body[3]   # a shared load moved behind the first FMAs
     c = product_loops(parse_sass(listing(["S2R R0, SR_TID.X", "MOV R1, 0x400", *body, "EXIT"])))[0]
     assert blanked(a) != blanked(c)
+
+
+def test_moved_code_differs_only_by_what_moved_it():
+    body = unit_loop(2, list(range(6)))
+    plain = parse_sass(listing(["S2R R0, SR_TID.X", "MOV R1, 0x400", *body, "EXIT"]))
+    pad = ["NANOSLEEP 0x0"] * 3
+    padded = parse_sass(listing(["S2R R0, SR_TID.X", *pad, "MOV R1, 0x400", *unit_loop(5, list(range(6))), "EXIT"]))
+    assert blanked(product_loops(plain)[0]) == blanked(product_loops(padded)[0])   # branch targets are blanked
+    assert differing_instructions(plain, padded) == len(pad)
+    assert differing_instructions(plain, plain) == 0
+    swapped = parse_sass(listing(["MOV R1, 0x400", "S2R R0, SR_TID.X", *body, "EXIT"]))
+    assert differing_instructions(plain, swapped) == 2

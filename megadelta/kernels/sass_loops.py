@@ -18,6 +18,13 @@ DeltaNet recurrence are such loops too, so the 0.8B build shows 11 since v42,
 whose claimed output chunks have a loop of their own) is compared as its
 sequence of instructions with registers and constants blanked out. Exit
 status 1 when any differs. Needs no GPU.
+
+Identical loops are not enough: an edit that changed nothing a launch does
+(a never-taken branch in two places) rescheduled four loops and cost 2.5% of
+tg128, while another that rescheduled the same loops ran even
+(docs/perf-notes.md, nineteenth session). So it also counts the instructions
+of the whole kernel that differ, blanked the same way: code that has only
+moved (a pad at the kernel's start) counts just the pad.
 """
 
 from __future__ import annotations
@@ -146,6 +153,13 @@ def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
     return same
 
 
+def differing_instructions(a: list[Instruction], b: list[Instruction]) -> int:
+    """Instructions outside the runs that a and b share (blanked), each differing
+    stretch counted on its longer side."""
+    matcher = difflib.SequenceMatcher(None, blanked(a), blanked(b), autojunk=False)
+    return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal")
+
+
 def main() -> None:
     here = Path(__file__).resolve().parents[2]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,9 +171,11 @@ def main() -> None:
     parser.add_argument("--b-option", action="append", default=[], metavar="OPTION",
                         help="an NVRTC option of the second build, e.g. --b-option=-DPAGES_IN_FLIGHT=3")
     args = parser.parse_args()
-    a, b = (product_loops(parse_sass(build_sass(tree.resolve(), args.config, options)))
+    a, b = (parse_sass(build_sass(tree.resolve(), args.config, options))
             for tree, options in ((args.a, args.a_option), (args.b, args.b_option)))
-    sys.exit(0 if compare(a, b) else 1)
+    same = compare(product_loops(a), product_loops(b))
+    print(f"whole kernel: {len(a)} / {len(b)} instructions, {differing_instructions(a, b)} of them where the two differ")
+    sys.exit(0 if same else 1)
 
 
 if __name__ == "__main__":
