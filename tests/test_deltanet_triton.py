@@ -90,7 +90,8 @@ def compile_sm90(kernel: triton.JITFunction, launch: dict):
     from triton.compiler import ASTSource
 
     constants = dict(launch)
-    options = {name: constants.pop(name) for name in ("num_warps", "num_stages") if name in constants}
+    options = {name: constants.pop(name) for name in ("num_warps", "num_stages", "enable_fp_fusion")
+               if name in constants}
     signature = {name: "constexpr" if name in constants else argument_type(name) for name in kernel.arg_names}
     # as at launch: tensors 16-byte aligned, the projection's row stride a multiple of 16
     aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)

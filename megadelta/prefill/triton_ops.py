@@ -49,6 +49,10 @@ SUB_BLOCK = 16        # diagonal block of the chunk's triangular system, inverte
 # tf32 tensor-core products: ~1e-3 relative error per product, well inside the
 # bf16 noise of the projections around them.
 DOT_PRECISION = "tf32"
+# Every launch asks for fused multiply-adds, as Triton has compiled these
+# kernels so far by default: Triton 3.9 warns that the default becomes off in
+# 3.10, and the kernels were tuned and checked against the references with it on.
+FP_FUSION = dict(enable_fp_fusion=True)
 
 
 # ---- norms and activations ------------------------------------------------
@@ -75,7 +79,7 @@ def add_rmsnorm(x: Tensor, delta: Tensor | None, weight: Tensor, eps: float,
     out = torch.empty(rows, cols, dtype=out_dtype, device=x.device)
     _add_rmsnorm_kernel[(rows,)](x, x if delta is None else delta, weight, out, cols, eps,
                                  HAS_DELTA=delta is not None, BLOCK=triton.next_power_of_2(cols),
-                                 num_warps=4)
+                                 num_warps=4, **FP_FUSION)
     return out
 
 
@@ -95,7 +99,7 @@ def silu_mul(gate_up: Tensor) -> Tensor:
     rows, n_cols = gate_up.shape[0], gate_up.shape[1] // 2
     out = torch.empty(rows, n_cols, dtype=gate_up.dtype, device=gate_up.device)
     block = 1024
-    _silu_mul_kernel[(rows, triton.cdiv(n_cols, block))](gate_up, out, n_cols, BLOCK=block, num_warps=4)
+    _silu_mul_kernel[(rows, triton.cdiv(n_cols, block))](gate_up, out, n_cols, BLOCK=block, num_warps=4, **FP_FUSION)
     return out
 
 
@@ -120,7 +124,7 @@ def gated_rmsnorm(o: Tensor, z: Tensor, weight: Tensor, eps: float, out_dtype: t
     assert z.stride(1) == 1, "z must have contiguous rows"
     out = torch.empty(seq_len, heads * d, dtype=out_dtype, device=o.device)
     _gated_rmsnorm_kernel[(seq_len,)](o, z, z.stride(0), weight, out, eps, HEADS=heads,
-                                      HEADS_BLOCK=triton.next_power_of_2(heads), D=d, num_warps=4)
+                                      HEADS_BLOCK=triton.next_power_of_2(heads), D=d, num_warps=4, **FP_FUSION)
     return out
 
 
@@ -154,7 +158,7 @@ def qk_norm_rope(x: Tensor, weight: Tensor, eps: float, cos: Tensor, sin: Tensor
     _check_contiguous(cos=cos, sin=sin)
     _qk_norm_rope_kernel[(seq_len, heads)](x, x.stride(0), x.stride(1), weight, cos, sin,
                                            out, out.stride(0), out.stride(1), eps,
-                                           D=d, HALF=cos.shape[1], num_warps=4)
+                                           D=d, HALF=cos.shape[1], num_warps=4, **FP_FUSION)
 
 
 # ---- the gated delta rule -------------------------------------------------
@@ -477,17 +481,17 @@ def _launches(c: ModelConfig, tuning: DeltaNetTuning) -> dict[triton.JITFunction
     return {
         _deltanet_conv_kernel: dict(
             KEY_HEADS=c.linear_num_key_heads, KEY_DIM=c.key_dim, R=tuning.conv_rows, KW=kernel_width,
-            KW_TAIL=triton.next_power_of_2(kernel_width - 1), **shapes, num_warps=tuning.conv_warps),
+            KW_TAIL=triton.next_power_of_2(kernel_width - 1), **shapes, num_warps=tuning.conv_warps, **FP_FUSION),
         _deltanet_wy_kernel: dict(
             B_COL=c.conv_dim + c.value_dim, A_COL=c.conv_dim + c.value_dim + hv, HEADS_PER_KEY=heads_per_key,
             BLOCK=min(tuning.wy_block, dk, dv), SUB=SUB_BLOCK, LOG2_SUB=SUB_BLOCK.bit_length() - 1, LOG2_BLOCKS=(tuning.chunk // SUB_BLOCK).bit_length() - 1,
-            DOT=DOT_PRECISION, **shapes, num_warps=tuning.wy_warps),
+            DOT=DOT_PRECISION, **shapes, num_warps=tuning.wy_warps, **FP_FUSION),
         _deltanet_state_kernel: dict(
             HEADS_PER_KEY=heads_per_key, BV=min(tuning.state_block_v, dv), DOT=DOT_PRECISION, **shapes,
-            num_warps=tuning.state_warps, num_stages=tuning.state_stages),
+            num_warps=tuning.state_warps, num_stages=tuning.state_stages, **FP_FUSION),
         _deltanet_output_kernel: dict(
             HEADS=hv, HEADS_PER_KEY=heads_per_key, BV=min(tuning.output_block_v, dv), DOT=DOT_PRECISION, **shapes,
-            num_warps=tuning.output_warps),
+            num_warps=tuning.output_warps, **FP_FUSION),
     }
 
 
