@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,28 @@ def test_compile_error_shows_the_log(monkeypatch):
     monkeypatch.setattr(build, "sources", broken)
     with pytest.raises(CompileError, match="this|error"):
         build.compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
+
+
+def test_chosen_nvrtc_must_exist(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEGADELTA_NVRTC", str(tmp_path / "libnvrtc.so.13"))
+    with pytest.raises(CompileError, match="MEGADELTA_NVRTC names no file"):
+        compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
+
+
+def test_chosen_nvrtc_compiles_from_its_own_directory(tmp_path, monkeypatch):
+    """$MEGADELTA_NVRTC loads that file (and the builtins beside it): the
+    wheel's library, linked from a directory of its own, builds the same cubin."""
+    from cuda.pathfinder import load_nvidia_dynamic_lib
+
+    import megadelta.kernels.build as build
+
+    wheel = Path(load_nvidia_dynamic_lib("nvrtc").abs_path)
+    for lib in [wheel, *wheel.parent.glob("libnvrtc-builtins.so.*")]:
+        (tmp_path / lib.name).symlink_to(lib)
+    expected = compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False).image
+    monkeypatch.setenv("MEGADELTA_NVRTC", str(tmp_path / wheel.name))
+    assert build._Nvrtc().lib._name == str(tmp_path / wheel.name)
+    assert compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False).image == expected
 
 
 def test_cache_is_reused(tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def headline(doc: dict) -> list[str]:
         f"model {m['name']}{weights}, {m['params'] / 1e9:.3g} B params, "
         f"{m['bytes_per_decode_step'] / 1e9:.3g} GB per decode step",
         f"megadelta {sw['megadelta_commit']}, torch {sw.get('torch', '?')}, "
-        f"CUDA {sw.get('cuda', '?')}, {doc['created']}",
+        f"CUDA {sw.get('cuda', '?')}, NVRTC {sw.get('nvrtc') or '?'}, {doc['created']}",
     ]
 
 

@@ -406,7 +406,17 @@ def software_versions() -> dict:
         hf = None
     return {"megadelta_commit": git_commit(), "torch": torch.__version__,
             "cuda": torch.version.cuda or "none", "transformers": hf,
-            "python": platform.python_version()}
+            "nvrtc": nvrtc(), "python": platform.python_version()}
+
+
+def nvrtc() -> str | None:
+    """The NVRTC that built the megakernel: its code moves tg128 by percents
+    (docs/perf-notes.md, twentieth session), so results name it."""
+    from ..kernels.build import CompileError, nvrtc_version
+    try:
+        return nvrtc_version()
+    except (CompileError, OSError):
+        return None
 
 
 def git_commit() -> str:

@@ -54,6 +54,9 @@ def cache_dir() -> Path:
 
 
 def _load_nvrtc() -> ctypes.CDLL:
+    chosen = os.environ.get("MEGADELTA_NVRTC")
+    if chosen:
+        return _load_nvrtc_file(Path(chosen))
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
 
@@ -66,6 +69,20 @@ def _load_nvrtc() -> ctypes.CDLL:
             raise CompileError("libnvrtc not found: install the nvidia-cuda-nvrtc wheel "
                                f"(pip install nvidia-cuda-nvrtc) or a CUDA toolkit ({e})") from None
     return ctypes.CDLL(path)
+
+
+def _load_nvrtc_file(path: Path) -> ctypes.CDLL:
+    """``$MEGADELTA_NVRTC``: this libnvrtc, e.g. the GPU machine's version on a
+    machine that has another, so that offline SASS (kernels.sass_loops) is
+    the SASS that runs: a different NVRTC schedules the kernel differently
+    (docs/perf-notes.md, twentieth session). NVRTC opens its builtins library
+    by name; loading the one beside it first makes that name resolve to it."""
+    if not path.is_file():
+        raise CompileError(f"$MEGADELTA_NVRTC names no file: {path}")
+    for builtins in sorted(path.parent.glob("libnvrtc-builtins.so.*")):
+        if ".alt." not in builtins.name:
+            ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)
+    return ctypes.CDLL(str(path))
 
 
 class _Nvrtc:
@@ -108,6 +125,11 @@ class _Nvrtc:
             return image.raw, log_text
         finally:
             lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def nvrtc_version() -> str:
+    """The version of the NVRTC that builds the kernel here ("13.0")."""
+    return _Nvrtc().version()
 
 
 def compile_megakernel(config: ModelConfig, arch: str, use_cache: bool = True,

@@ -19,6 +19,12 @@ whose claimed output chunks have a loop of their own) is compared as its
 sequence of instructions with registers and constants blanked out. Exit
 status 1 when any differs. Needs no GPU.
 
+Build with the NVRTC that the GPU machine builds with: another version
+schedules the kernel differently (NVRTC 13.5 against the lent H100's 13.0:
+every loop, and 1.8% of tg128; docs/perf-notes.md, twentieth session). The
+version is printed first; `MEGADELTA_NVRTC=/path/to/libnvrtc.so.13` picks
+the library (for example from `pip download nvidia-cuda-nvrtc==13.0.88`).
+
 Identical loops are not enough: an edit that changed nothing a launch does
 (a never-taken branch in two places) rescheduled four loops and cost 2.5% of
 tg128, while another that rescheduled the same loops ran even
@@ -42,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import PRESETS
+from .build import nvrtc_version
 
 _INSTRUCTION = re.compile(r"^\s+/\*([0-9a-f]+)\*/\s+(.*?)\s*;")
 _PREDICATE = re.compile(r"^@!?U?P[T\d]\s+")
@@ -171,6 +178,7 @@ def main() -> None:
     parser.add_argument("--b-option", action="append", default=[], metavar="OPTION",
                         help="an NVRTC option of the second build, e.g. --b-option=-DPAGES_IN_FLIGHT=3")
     args = parser.parse_args()
+    print(f"NVRTC {nvrtc_version()}")
     a, b = (parse_sass(build_sass(tree.resolve(), args.config, options))
             for tree, options in ((args.a, args.a_option), (args.b, args.b_option)))
     same = compare(product_loops(a), product_loops(b))
