@@ -11,11 +11,25 @@
 # options of its build (megadelta.kernels.timing --options). DEPTHS (default 0)
 # and REPS (default 5) go to megadelta.kernels.timing; each timing's JSON is
 # copied under $OUT when it is set. Prints one line per entry and round.
+#
+# FAMILIES="4 0 8" times each entry under each of these ptxas
+# --register-usage-level values (4 is ptxas's default; 0-3, 4-5 and 6-10 are
+# three distinct schedules). A build's last 2-3% depend on how ptxas
+# schedules the whole kernel, which any edit draws anew, so judge a change by
+# several schedules on each side, not by one (docs/perf-notes.md, twentieth).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PYTHONUNBUFFERED=1
 IFS=';' read -ra LIST <<< "${ENTRIES:?set ENTRIES}"
+if [ -n "${FAMILIES:-}" ]; then
+    drawn=()
+    for entry in "${LIST[@]}"; do
+        options=${entry#*|}
+        for level in $FAMILIES; do drawn+=("$entry${options:+ }-Xptxas=--register-usage-level=$level"); done
+    done
+    LIST=("${drawn[@]}")
+fi
 for round in $(seq 1 "${ROUNDS:-2}"); do
     for entry in "${LIST[@]}"; do
         dir=${entry%%|*} options=${entry#*|}
