@@ -5,9 +5,11 @@ memory traffic on every step)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,33 @@ def test_nvrtc_compiles_without_spills(config, arch):
     check_resources(resource_report(build.log), f"NVRTC {arch} {config.name}")
 
 
+def build_with(nvrtc: str, config, arch: str, out: Path, options: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """compile_megakernel in a process of its own with $MEGADELTA_NVRTC = nvrtc
+    (build.py: one NVRTC a process): the image and NVRTC's log."""
+    image = out / f"{config.name}-{arch}.image"
+    program = ("import sys; from megadelta.config import PRESETS; "
+               "from megadelta.kernels.build import compile_megakernel; "
+               f"b = compile_megakernel(PRESETS[{config.name!r}], {arch!r}, use_cache=False, "
+               f"extra_options={options!r}); open({str(image)!r}, 'wb').write(b.image); sys.stdout.write(b.log)")
+    run = subprocess.run([sys.executable, "-c", program], env={**os.environ, "MEGADELTA_NVRTC": nvrtc},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return image.read_bytes(), run.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("MEGADELTA_TEST_NVRTC"),
+                    reason="$MEGADELTA_TEST_NVRTC names no second NVRTC (.ci/run sets the GPU machine's)")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gpu_machine_nvrtc_compiles_without_spills(tmp_path, config, arch):
+    """The same check with the NVRTC the lent GPU machine builds with (.ci/run:
+    13.0.88, torch 2.11+cu130's): another version compiles the kernel to other
+    machine code, so the wheel's NVRTC alone does not vouch for it."""
+    image, log = build_with(os.environ["MEGADELTA_TEST_NVRTC"], config, arch, tmp_path, ("--ptxas-options=-v",))
+    assert image[:4] == b"\x7fELF"
+    check_resources(resource_report(log), f"$MEGADELTA_TEST_NVRTC {arch} {config.name}")
+
+
 def test_virtual_architecture_builds_ptx():
     """What the GPU tests load to run the pre-Hopper path on a Hopper GPU."""
     try:
@@ -98,20 +127,28 @@ def test_chosen_nvrtc_must_exist(tmp_path, monkeypatch):
         compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
 
 
-def test_chosen_nvrtc_compiles_from_its_own_directory(tmp_path, monkeypatch):
-    """$MEGADELTA_NVRTC loads that file (and the builtins beside it): the
-    wheel's library, linked from a directory of its own, builds the same cubin."""
+def installed_nvrtc_in(directory: Path) -> Path:
+    """Links to the installed libnvrtc and its builtins, in `directory`."""
     from cuda.pathfinder import load_nvidia_dynamic_lib
-
-    import megadelta.kernels.build as build
 
     wheel = Path(load_nvidia_dynamic_lib("nvrtc").abs_path)
     for lib in [wheel, *wheel.parent.glob("libnvrtc-builtins.so.*")]:
-        (tmp_path / lib.name).symlink_to(lib)
+        (directory / lib.name).symlink_to(lib)
+    return directory / wheel.name
+
+
+def test_chosen_nvrtc_builds_the_same_cubin(tmp_path):
+    """$MEGADELTA_NVRTC loads that file and the builtins beside it."""
     expected = compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False).image
-    monkeypatch.setenv("MEGADELTA_NVRTC", str(tmp_path / wheel.name))
-    assert build._Nvrtc().lib._name == str(tmp_path / wheel.name)
-    assert compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False).image == expected
+    image, _ = build_with(str(installed_nvrtc_in(tmp_path)), QWEN35_0_8B, "sm_90a", tmp_path)
+    assert image == expected
+
+
+def test_one_nvrtc_a_process(tmp_path, monkeypatch):
+    compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
+    monkeypatch.setenv("MEGADELTA_NVRTC", str(installed_nvrtc_in(tmp_path)))
+    with pytest.raises(CompileError, match="one NVRTC a process"):
+        compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False)
 
 
 def test_cache_is_reused(tmp_path, monkeypatch):

@@ -53,10 +53,27 @@ def cache_dir() -> Path:
     return base
 
 
+# The NVRTC of this process, by what chose it ("" for the installed one).
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
 def _load_nvrtc() -> ctypes.CDLL:
-    chosen = os.environ.get("MEGADELTA_NVRTC")
-    if chosen:
-        return _load_nvrtc_file(Path(chosen))
+    """The process's NVRTC, loaded once. Two libnvrtc in one process mix: a
+    build with 13.0 after one with 13.5 gave a cubin of neither, so
+    ``$MEGADELTA_NVRTC`` must be set before the first build."""
+    choice = os.environ.get("MEGADELTA_NVRTC", "")
+    if choice and not Path(choice).is_file():
+        raise CompileError(f"$MEGADELTA_NVRTC names no file: {choice}")
+    if not _loaded:
+        _loaded[choice] = _load_nvrtc_file(Path(choice)) if choice else _load_installed_nvrtc()
+    if choice not in _loaded:
+        (first,) = _loaded
+        raise CompileError(f"$MEGADELTA_NVRTC is {choice or 'unset'}, but this process already builds with "
+                           f"{first or 'the installed NVRTC'}: one NVRTC a process, chosen before the first build")
+    return _loaded[choice]
+
+
+def _load_installed_nvrtc() -> ctypes.CDLL:
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
 
@@ -77,8 +94,6 @@ def _load_nvrtc_file(path: Path) -> ctypes.CDLL:
     the SASS that runs: a different NVRTC schedules the kernel differently
     (docs/perf-notes.md, twentieth session). NVRTC opens its builtins library
     by name; loading the one beside it first makes that name resolve to it."""
-    if not path.is_file():
-        raise CompileError(f"$MEGADELTA_NVRTC names no file: {path}")
     for builtins in sorted(path.parent.glob("libnvrtc-builtins.so.*")):
         if ".alt." not in builtins.name:
             ctypes.CDLL(str(builtins), mode=ctypes.RTLD_GLOBAL)
