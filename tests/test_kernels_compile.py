@@ -137,6 +137,8 @@ def installed_nvrtc_in(directory: Path) -> Path:
     return directory / wheel.name
 
 
+@pytest.mark.skipif(bool(os.environ.get("MEGADELTA_NVRTC")), reason="compares with the installed NVRTC, "
+                    "which this process does not use: $MEGADELTA_NVRTC is set")
 def test_chosen_nvrtc_builds_the_same_cubin(tmp_path):
     """$MEGADELTA_NVRTC loads that file and the builtins beside it."""
     expected = compile_megakernel(QWEN35_0_8B, "sm_90a", use_cache=False).image
