@@ -9,15 +9,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from megadelta.config import QWEN35_0_8B, QWEN35_2B, QWEN35_GROUPED_VALUE
 from megadelta.kernels.build import KERNEL_NAME, MAIN_SOURCE, CompileError, compile_megakernel, sources
+from megadelta.kernels.sass_loops import build_apart
 
 ARCHS = ["sm_90a", "sm_80", "sm_86", "sm_89"]
+REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = [QWEN35_0_8B, QWEN35_2B, QWEN35_GROUPED_VALUE]
 
 
@@ -69,17 +70,11 @@ def test_nvrtc_compiles_without_spills(config, arch):
 
 
 def build_with(nvrtc: str, config, arch: str, out: Path, options: tuple[str, ...] = ()) -> tuple[bytes, str]:
-    """compile_megakernel in a process of its own with $MEGADELTA_NVRTC = nvrtc
-    (build.py: one NVRTC a process): the image and NVRTC's log."""
+    """This checkout's megakernel built in a process of its own with
+    $MEGADELTA_NVRTC = nvrtc (build.py: one NVRTC a process): the image and NVRTC's log."""
     image = out / f"{config.name}-{arch}.image"
-    program = ("import sys; from megadelta.config import PRESETS; "
-               "from megadelta.kernels.build import compile_megakernel; "
-               f"b = compile_megakernel(PRESETS[{config.name!r}], {arch!r}, use_cache=False, "
-               f"extra_options={options!r}); open({str(image)!r}, 'wb').write(b.image); sys.stdout.write(b.log)")
-    run = subprocess.run([sys.executable, "-c", program], env={**os.environ, "MEGADELTA_NVRTC": nvrtc},
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    return image.read_bytes(), run.stdout
+    log = build_apart(REPOSITORY, config.name, arch, options, image, {"MEGADELTA_NVRTC": nvrtc})
+    return image.read_bytes(), log
 
 
 @pytest.mark.skipif(not os.environ.get("MEGADELTA_TEST_NVRTC"),

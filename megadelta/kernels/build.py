@@ -53,24 +53,25 @@ def cache_dir() -> Path:
     return base
 
 
-# The NVRTC of this process, by what chose it ("" for the installed one).
-_loaded: dict[str, ctypes.CDLL] = {}
+# The NVRTC of this process and what chose it ($MEGADELTA_NVRTC, "" for the installed one).
+_loaded: tuple[str, ctypes.CDLL] | None = None
 
 
 def _load_nvrtc() -> ctypes.CDLL:
     """The process's NVRTC, loaded once. Two libnvrtc in one process mix: a
     build with 13.0 after one with 13.5 gave a cubin of neither, so
     ``$MEGADELTA_NVRTC`` must be set before the first build."""
+    global _loaded
     choice = os.environ.get("MEGADELTA_NVRTC", "")
     if choice and not Path(choice).is_file():
         raise CompileError(f"$MEGADELTA_NVRTC names no file: {choice}")
-    if not _loaded:
-        _loaded[choice] = _load_nvrtc_file(Path(choice)) if choice else _load_installed_nvrtc()
-    if choice not in _loaded:
-        (first,) = _loaded
+    if _loaded is None:
+        _loaded = choice, _load_nvrtc_file(Path(choice)) if choice else _load_installed_nvrtc()
+    first, lib = _loaded
+    if choice != first:
         raise CompileError(f"$MEGADELTA_NVRTC is {choice or 'unset'}, but this process already builds with "
                            f"{first or 'the installed NVRTC'}: one NVRTC a process, chosen before the first build")
-    return _loaded[choice]
+    return lib
 
 
 def _load_installed_nvrtc() -> ctypes.CDLL:

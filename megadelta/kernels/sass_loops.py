@@ -130,21 +130,29 @@ def _disassemble(cubin: str) -> str:
                           env=env).stdout
 
 
-def build_sass(tree: Path, config: str, options: list[str]) -> str:
-    """The SASS of the megakernel built from the package in `tree`."""
+def build_apart(tree: Path, config: str, arch: str, options: list[str] | tuple[str, ...], image: Path,
+                env: dict[str, str] | None = None) -> str:
+    """compile_megakernel in a process of its own, from the package in `tree`,
+    with `env` added to the environment (e.g. $MEGADELTA_NVRTC: build.py loads
+    one NVRTC a process): the image goes to `image`, NVRTC's log is returned."""
     program = ("import sys; from megadelta.config import PRESETS; "
                "from megadelta.kernels.build import compile_megakernel; "
-               f"b = compile_megakernel(PRESETS[{config!r}], 'sm_90a', use_cache=False, "
-               f"extra_options=tuple({options!r})); sys.stdout.buffer.write(b.image)")
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    run = subprocess.run([sys.executable, "-c", program], env=env, cwd=tree, capture_output=True, check=False)
+               f"b = compile_megakernel(PRESETS[{config!r}], {arch!r}, use_cache=False, "
+               f"extra_options=tuple({list(options)!r})); open({str(image)!r}, 'wb').write(b.image); "
+               "sys.stdout.write(b.log)")
+    run = subprocess.run([sys.executable, "-c", program], env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)},
+                         cwd=tree, capture_output=True, text=True, check=False)
     if run.returncode != 0:
-        raise SystemExit(f"building the megakernel from {tree} failed:\n{run.stderr.decode()}")
-    cubin = run.stdout
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        return _disassemble(f.name)
+        raise SystemExit(f"building the megakernel from {tree} failed:\n{run.stderr}")
+    return run.stdout
+
+
+def build_sass(tree: Path, config: str, options: list[str]) -> str:
+    """The SASS of the megakernel built from the package in `tree`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        cubin = Path(scratch) / "megakernel.cubin"
+        build_apart(tree, config, "sm_90a", options, cubin)
+        return _disassemble(str(cubin))
 
 
 def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
