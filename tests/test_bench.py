@@ -422,6 +422,55 @@ def test_module_runs_standalone(tmp_path):
     assert "| hf-transformers-eager | tg128 |" in out
 
 
+def write_two_runs(folder: Path) -> None:
+    """An older full run and a newer one without pp520, under names that sort
+    the other way round."""
+    older, newer = synthetic_doc(), synthetic_doc()
+    newer["created"] = "2026-11-26T08:30:59+00:00"
+    newer["software"] = {"megadelta_commit": "ae0913dd16e0737e09aeb6812d50c7c27c7000e5",
+                         "nvrtc": "13.0"}
+    newer["results"] = [r for r in newer["results"] if r["test"] != "pp520"]
+    newer["results"][0]["tok_s_median"] = 1595.8
+    (folder / "a-newer.json").write_text(json.dumps(newer))
+    (folder / "b-older.json").write_text(json.dumps(older))
+
+
+def test_results_index_lists_newest_first(tmp_path):
+    write_two_runs(tmp_path)
+    lines = report.results_index(sorted(tmp_path.glob("*.json"))).splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in lines if line.startswith("| [")]
+    newer, older = rows
+    assert newer[:5] == ["[a-newer.json](a-newer.json)", "2026-11-26 08:30", "ae0913d", "13.0",
+                         "3000"]
+    # megakernel tg128 (median ± std), its roofline fraction and J/token; no pp520, no
+    # tg128@4096 or @32768; transformers' tg128; llama.cpp's was skipped
+    assert newer[5:] == ["1,595.8 ± 15.0", "50.0%", "0.167", "–", "–", "–", "90.0 ± 0.9", "–"]
+    assert older[:4] == ["[b-older.json](b-older.json)", "2026-11-25 12:00", "abc123", "–"]
+    assert older[5:9] == ["1,500.0 ± 15.0", "50.0%", "0.167", "20,000.0 ± 200.0"]
+
+
+def test_results_index_flag_writes_index_md(tmp_path, capsys):
+    write_two_runs(tmp_path)
+    assert bench_main(["--results-index", str(tmp_path)]) == 0
+    index = tmp_path / "INDEX.md"
+    assert capsys.readouterr().out.strip() == str(index)
+    text = index.read_text()
+    assert text == report.results_index(sorted(tmp_path.glob("*.json")))
+    assert text.splitlines()[4].startswith("| [a-newer.json](a-newer.json) | 2026-11-26 08:30 |")
+
+
+@pytest.mark.parametrize("files", [[], ["notes.md"]])
+def test_results_index_of_a_folder_without_json_is_an_error(tmp_path, capsys, files):
+    for name in files:
+        (tmp_path / name).write_text("no results here")
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--results-index", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "no *.json result files" in capsys.readouterr().err
+    assert not (tmp_path / "INDEX.md").exists()
+
+
 def test_gpu_slug():
     assert gpu_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
 

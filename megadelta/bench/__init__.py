@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     parser.add_argument("--readme-table", type=Path, default=None, metavar="FILE.json",
                         help="print the markdown table of a saved result and exit")
+    parser.add_argument("--results-index", type=Path, default=None, metavar="DIR",
+                        help="write DIR/INDEX.md, a table of every saved result DIR/*.json, "
+                             "and exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +78,14 @@ def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     if args.readme_table is not None:
         print(report.markdown(report.load(args.readme_table)), end="")
+        return 0
+    if args.results_index is not None:
+        paths = sorted(args.results_index.glob("*.json"))
+        if not paths:
+            raise ValueError(f"--results-index: no *.json result files in {args.results_index}")
+        index = args.results_index / "INDEX.md"
+        index.write_text(report.results_index(paths))
+        print(index)
         return 0
 
     import torch
