@@ -9,6 +9,9 @@
 //  3. A round trip between two blocks through distributed shared memory
 //     (within a cluster) against one through L2 (tagged global words, as the
 //     megakernel's hand-offs): cycles per round trip, median of trials.
+//  4. Both round trips again in one cluster launch of every co-resident block
+//     (clusters of 2), idle and while the other blocks stream reads from HBM,
+//     as the weight stream loads the memory system during the hand-offs.
 // Build and run: nvcc -O2 -arch=sm_90a -o probe_cluster probe_cluster.cu && ./probe_cluster
 #include <cooperative_groups.h>
 #include <algorithm>
@@ -107,6 +110,54 @@ __global__ void l2_ping_pong(unsigned* words, long long* cycles) {
     if (blockIdx.x == 0) *cycles = (clock64() - t0) / ROUND_TRIPS;
 }
 
+// Question 4, in one launch of clusters of 2 (every SM holds one block):
+// cluster 0 bounces through distributed shared memory, cluster 1 through L2,
+// and with `load` every other block streams 16-byte reads from `buf` until
+// both are done. cycles[0] and cycles[1] get the two round trips.
+__global__ void loaded_ping_pongs(const uint4* buf, size_t n16, unsigned* words, unsigned* done,
+                                  long long* cycles, int load) {
+    __shared__ unsigned flag;
+    cg::cluster_group cluster = cg::this_cluster();
+    const unsigned rank = cluster.block_rank(), group = blockIdx.x / 2;
+    if (threadIdx.x == 0) flag = 0;
+    cluster.sync();
+    if (group < 2 && threadIdx.x == 0) {
+        unsigned* peer = group == 0 ? cluster.map_shared_rank(&flag, rank ^ 1u) : words + 32 * (rank ^ 1u);
+        unsigned* mine = group == 0 ? &flag : words + 32 * rank;
+        const long long t0 = clock64();
+        for (unsigned i = 1; i <= ROUND_TRIPS; ++i) {
+            if (rank == 0) {
+                group == 0 ? st_relaxed_cluster(peer, i) : st_relaxed_gpu(peer, i);
+                while ((group == 0 ? ld_relaxed_cluster(mine) : ld_relaxed_gpu(mine)) != i) {}
+            } else {
+                while ((group == 0 ? ld_relaxed_cluster(mine) : ld_relaxed_gpu(mine)) != i) {}
+                group == 0 ? st_relaxed_cluster(peer, i) : st_relaxed_gpu(peer, i);
+            }
+        }
+        if (rank == 0) cycles[group] = (clock64() - t0) / ROUND_TRIPS;
+        atomicAdd(done, 1u);
+    } else if (group >= 2 && load) {
+        const size_t stride = (size_t)(gridDim.x - 4) * blockDim.x;
+        size_t i = (size_t)(blockIdx.x - 4) * blockDim.x + threadIdx.x;
+        uint4 acc = make_uint4(0, 0, 0, 0);
+        // A warp's lane 0 looks at `done` every 8 rounds: polls by every thread would
+        // load the memory system with something the hand-offs do not see.
+        for (unsigned round = 0;; ++round) {
+            if (round % 8 == 0 &&
+                __shfl_sync(0xffffffffu, threadIdx.x % 32 == 0 ? ld_relaxed_gpu(done) : 0u, 0) >= 2)
+                break;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const uint4 v = __ldcs(buf + (i + k * stride) % n16);
+                acc.x ^= v.x; acc.y ^= v.y; acc.z ^= v.z; acc.w ^= v.w;
+            }
+            i = (i + 4 * stride) % n16;
+        }
+        if (acc.x == 0x12345678u && acc.y == 0x9abcdef0u) words[64] = acc.z ^ acc.w;   // keeps the reads
+    }
+    cluster.sync();   // no block leaves while its peer may still write its shared memory
+}
+
 static cudaLaunchConfig_t shaped(int blocks, int shared_bytes, cudaLaunchAttribute* attrs, int n_attrs) {
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(blocks);
@@ -201,5 +252,39 @@ int main() {
     });
     CHECK(cudaFree(words));
     std::printf("round trip, idle GPU: distributed shared memory %lld cycles, L2 %lld cycles\n", dsmem, l2);
+
+    const int blocks = max_blocks_in_clusters(2, optin);
+    const size_t n16 = (size_t(2) << 30) / sizeof(uint4);   // 2 GB: far beyond L2
+    uint4* buf;
+    unsigned* flags;
+    long long* both;
+    CHECK(cudaMalloc(&buf, n16 * sizeof(uint4)));
+    CHECK(cudaMemset(buf, 1, n16 * sizeof(uint4)));
+    CHECK(cudaMalloc(&flags, 128 * sizeof(unsigned)));   // words 0 and 32, sink 64, done 96: own lines
+    CHECK(cudaMalloc(&both, 2 * sizeof(long long)));
+    CHECK(cudaFuncSetAttribute(loaded_ping_pongs, cudaFuncAttributeMaxDynamicSharedMemorySize, optin - 1024));
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = 2;
+    attr.val.clusterDim.y = 1;
+    attr.val.clusterDim.z = 1;
+    for (int load : {0, 1}) {
+        std::vector<long long> d, g;
+        for (int t = 0; t < 7; ++t) {
+            CHECK(cudaMemset(flags, 0, 128 * sizeof(unsigned)));
+            cudaLaunchConfig_t config = shaped(blocks, optin - 1024, &attr, 1);
+            CHECK(cudaLaunchKernelEx(&config, loaded_ping_pongs, (const uint4*)buf, n16, flags, flags + 96,
+                                     both, load));
+            CHECK(cudaDeviceSynchronize());
+            long long host[2];
+            CHECK(cudaMemcpy(host, both, sizeof(host), cudaMemcpyDeviceToHost));
+            d.push_back(host[0]);
+            g.push_back(host[1]);
+        }
+        std::sort(d.begin(), d.end());
+        std::sort(g.begin(), g.end());
+        std::printf("round trip in one launch of %d blocks, %s: distributed shared memory %lld cycles, L2 %lld cycles\n",
+                    blocks, load ? "the others streaming from HBM" : "the others idle", d[3], g[3]);
+    }
     return 0;
 }
