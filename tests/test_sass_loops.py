@@ -62,3 +62,16 @@ def test_moved_code_differs_only_by_what_moved_it():
     assert differing_instructions(plain, plain) == 0
     swapped = parse_sass(listing(["MOV R1, 0x400", "S2R R0, SR_TID.X", *body, "EXIT"]))
     assert differing_instructions(plain, swapped) == 2
+
+
+def test_an_added_loop_shifts_no_pairing_after_it():
+    """Loops pair by their lengths in order: a loop that only one build has is
+    reported on its side, and the loops after it still meet their own."""
+    from megadelta.kernels.sass_loops import paired_loops
+
+    def fake(lengths):
+        return [[None] * n for n in lengths]
+
+    assert paired_loops(fake([10, 20, 30]), fake([10, 25, 20, 30])) == [(0, 0), (None, 1), (1, 2), (2, 3)]
+    assert paired_loops(fake([10, 20, 30]), fake([10, 30])) == [(0, 0), (1, None), (2, 1)]
+    assert paired_loops(fake([10, 21, 30]), fake([10, 22, 30])) == [(0, 0), (1, 1), (2, 2)]

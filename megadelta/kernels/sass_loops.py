@@ -16,8 +16,10 @@ innermost loop that reads shared memory and runs FMAs (a product's unit loop;
 the attention partials' loop over positions, their warps' merge and the
 DeltaNet recurrence are such loops too, so the 0.8B build shows 11 since v42,
 whose claimed output chunks have a loop of their own) is compared as its
-sequence of instructions with registers and constants blanked out. Exit
-status 1 when any differs. Needs no GPU.
+sequence of instructions with registers and constants blanked out. Loops are
+paired by their lengths in address order, so a loop that one build adds or
+drops is reported on its own and the others still meet their counterparts.
+Exit status 1 when any differs. Needs no GPU.
 
 Build with the NVRTC that the GPU machine builds with: another version
 schedules the kernel differently (NVRTC 13.5 against the lent H100's 13.0:
@@ -155,16 +157,36 @@ def build_sass(tree: Path, config: str, options: list[str]) -> str:
         return _disassemble(str(cubin))
 
 
+def paired_loops(a: list[list[Instruction]], b: list[list[Instruction]]) -> list[tuple[int | None, int | None]]:
+    """Index pairs (i in a, j in b) of the loops that correspond, in address
+    order; None on the side that lacks a loop (one a change added or removed).
+    Loops are aligned by their lengths: a rescheduled loop keeps its
+    instruction count, so an added loop shifts no pairing after it."""
+    matcher = difflib.SequenceMatcher(None, [len(x) for x in a], [len(y) for y in b], autojunk=False)
+    pairs: list[tuple[int | None, int | None]] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        common = min(i2 - i1, j2 - j1) if op == "replace" else (i2 - i1 if op == "equal" else 0)
+        pairs += [(i1 + k, j1 + k) for k in range(common)]
+        pairs += [(i, None) for i in range(i1 + common, i2)] + [(None, j) for j in range(j1 + common, j2)]
+    return pairs
+
+
 def compare(a: list[list[Instruction]], b: list[list[Instruction]]) -> bool:
     """Print each pair of product loops, in address order; True if all are the same."""
-    same = len(a) == len(b)
+    same = True
     print(f"product loops: {len(a)} and {len(b)}")
-    for k, (x, y) in enumerate(zip(a, b)):
-        bx, by = blanked(x), blanked(y)
+    for i, j in paired_loops(a, b):
+        if i is None or j is None:
+            only, side = (b[j], "b") if i is None else (a[i], "a")
+            print(f"  loop {'-' if i is None else i:>2} / {'-' if j is None else j:<2} at {only[0].address:#07x}:"
+                  f" {len(only)} instructions, only in {side}")
+            same = False
+            continue
+        bx, by = blanked(a[i]), blanked(b[j])
         verdict = "same" if bx == by else f"differ (similarity {difflib.SequenceMatcher(None, bx, by).ratio():.3f})"
         same &= bx == by
-        print(f"  loop {k:2d} at {x[0].address:#07x} / {y[0].address:#07x}: {len(x)} / {len(y)} instructions, "
-              f"{verdict}")
+        print(f"  loop {i:2d} / {j:<2d} at {a[i][0].address:#07x} / {b[j][0].address:#07x}: {len(a[i])} / {len(b[j])}"
+              f" instructions, {verdict}")
     return same
 
 
