@@ -81,6 +81,56 @@ __device__ __forceinline__ void norm_rope_warp(const TaggedVector& raw, const fl
     for (int d = lane; d < HEAD_DIM; d += 32) out[d] *= post_scale;
 }
 
+// This position's queries of kv head kvh's query heads (a warp each, normed,
+// rotated and pre-scaled into s.att_q), its key and value (the next two warps,
+// into s.att_k and s.att_v as the cache holds them); then a block barrier.
+__device__ __forceinline__ void stage_current_position(const Params& p, const LayerWeights& L, int kvh, int pos,
+                                                       unsigned tag, int lane, int warp, Smem& s) {
+    if (warp < QUERIES_PER_KV) {
+        const int hq = kvh * QUERIES_PER_KV + warp;
+        norm_rope_warp(tagged_words(p, p.proj + hq * 2 * HEAD_DIM, tag), L.q_norm, pos, rsqrtf((float)HEAD_DIM),
+                       s.att_q[warp]);
+    } else if (warp == QUERIES_PER_KV) {
+        float* k = &s.att_acc[0][0];   // staging; att_acc is cleared after the barrier
+        norm_rope_warp(tagged_words(p, p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag), L.k_norm, pos, 1.0f, k);
+        __syncwarp();
+        for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
+    } else if (warp == QUERIES_PER_KV + 1) {
+        float v[HEAD_DIM / 32];
+        await_lanes<HEAD_DIM>(tagged_words(p, p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM, tag), v);
+#pragma unroll
+        for (int e = 0; e < HEAD_DIM / 32; ++e) s.att_v[lane + 32 * e] = float_to_bf16(v[e]);
+    }
+    stage_point(POINT_AWAITED);
+    block_sync();
+}
+
+// This position's key and value (staged by stage_current_position) into the
+// cache of the kv head whose positions start at head_base.
+__device__ __forceinline__ void append_to_cache(const Params& p, size_t head_base, int pos, const Smem& s) {
+    for (int d = thread_id(); d < HEAD_DIM; d += THREADS) {
+        p.k_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_k[d];
+        p.v_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_v[d];
+    }
+}
+
+// Lane `lane`'s 16-byte pieces of position t's key and value: cached positions
+// from the cache, this position from shared memory, later ones left as they are.
+__device__ __forceinline__ void load_position(const bf16_t* kc, const bf16_t* vc, int t, int pos, int lane,
+                                              const Smem& s, uint4 (&k)[LOADS_PER_LANE], uint4 (&v)[LOADS_PER_LANE]) {
+#pragma unroll
+    for (int c = 0; c < LOADS_PER_LANE; ++c) {
+        const int off = c * 256 + lane * 8;
+        if (t < pos) {
+            k[c] = load_shared16(kc + (size_t)t * HEAD_DIM + off);
+            v[c] = load_shared16(vc + (size_t)t * HEAD_DIM + off);
+        } else if (t == pos) {
+            k[c] = *reinterpret_cast<const uint4*>(s.att_k + off);
+            v[c] = *reinterpret_cast<const uint4*>(s.att_v + off);
+        }
+    }
+}
+
 __device__ __forceinline__ void attention_partials(const Params& p, const LayerWeights& L, int slot,
                                                    int pos, unsigned tag, Smem& s) {
     const int lane = lane_id(), warp = warp_id();
@@ -91,33 +141,11 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         const int kvh = item / split.chunks, chunk = item % split.chunks;
         const int t0 = chunk * split.chunk_len, t1 = min(t0 + split.chunk_len, n_pos);
 
-        // This position's queries, key and value for the kv head.
-        if (warp < QUERIES_PER_KV) {
-            const int hq = kvh * QUERIES_PER_KV + warp;
-            norm_rope_warp(tagged_words(p, p.proj + hq * 2 * HEAD_DIM, tag), L.q_norm, pos, rsqrtf((float)HEAD_DIM),
-                           s.att_q[warp]);
-        } else if (warp == QUERIES_PER_KV) {
-            float* k = &s.att_acc[0][0];   // staging; att_acc is cleared below
-            norm_rope_warp(tagged_words(p, p.proj + 2 * Q_SIZE + kvh * HEAD_DIM, tag), L.k_norm, pos, 1.0f, k);
-            __syncwarp();
-            for (int d = lane; d < HEAD_DIM; d += 32) s.att_k[d] = float_to_bf16(k[d]);
-        } else if (warp == QUERIES_PER_KV + 1) {
-            float v[HEAD_DIM / 32];
-            await_lanes<HEAD_DIM>(tagged_words(p, p.proj + 2 * Q_SIZE + KV_SIZE + kvh * HEAD_DIM, tag), v);
-#pragma unroll
-            for (int e = 0; e < HEAD_DIM / 32; ++e) s.att_v[lane + 32 * e] = float_to_bf16(v[e]);
-        }
-        stage_point(POINT_AWAITED);
-        block_sync();
+        stage_current_position(p, L, kvh, pos, tag, lane, warp, s);
         for (int i = thread_id(); i < QUERIES_PER_KV * HEAD_DIM; i += THREADS) (&s.att_acc[0][0])[i] = 0.0f;
 
         const size_t head_base = ((size_t)slot * N_KV_HEADS + kvh) * p.max_seq * HEAD_DIM;
-        if (t1 == n_pos) {   // the chunk holding this position appends it to the cache
-            for (int d = thread_id(); d < HEAD_DIM; d += THREADS) {
-                p.k_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_k[d];
-                p.v_cache[head_base + (size_t)pos * HEAD_DIM + d] = s.att_v[d];
-            }
-        }
+        if (t1 == n_pos) append_to_cache(p, head_base, pos, s);   // the chunk holding this position
 
         // Per lane: dims c * 256 + lane * 8 + [0, 8) of every query head of this kv head.
         float m[QUERIES_PER_KV], l[QUERIES_PER_KV], acc[QUERIES_PER_KV][DIMS_PER_LANE];
@@ -133,20 +161,7 @@ __device__ __forceinline__ void attention_partials(const Params& p, const LayerW
         for (int tb = t0 + warp; tb < t1; tb += WARPS * POSITIONS_IN_FLIGHT) {
             uint4 kr[POSITIONS_IN_FLIGHT][LOADS_PER_LANE], vr[POSITIONS_IN_FLIGHT][LOADS_PER_LANE];
 #pragma unroll
-            for (int u = 0; u < POSITIONS_IN_FLIGHT; ++u) {
-                const int t = tb + u * WARPS;
-#pragma unroll
-                for (int c = 0; c < LOADS_PER_LANE; ++c) {
-                    const int off = c * 256 + lane * 8;
-                    if (t < pos) {
-                        kr[u][c] = load_shared16(kc + (size_t)t * HEAD_DIM + off);
-                        vr[u][c] = load_shared16(vc + (size_t)t * HEAD_DIM + off);
-                    } else if (t == pos) {
-                        kr[u][c] = *reinterpret_cast<const uint4*>(s.att_k + off);
-                        vr[u][c] = *reinterpret_cast<const uint4*>(s.att_v + off);
-                    }
-                }
-            }
+            for (int u = 0; u < POSITIONS_IN_FLIGHT; ++u) load_position(kc, vc, tb + u * WARPS, pos, lane, s, kr[u], vr[u]);
 #pragma unroll
             for (int u = 0; u < POSITIONS_IN_FLIGHT; ++u) {
                 if (tb + u * WARPS >= t1) break;
