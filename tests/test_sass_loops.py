@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from megadelta.kernels.sass_loops import blanked, differing_instructions, parse_sass, product_loops
+from megadelta.kernels.sass_loops import blanked, differing_instructions, paired_loops, parse_sass, product_loops
 
 
 def listing(body: list[str]) -> str:
@@ -67,8 +67,6 @@ def test_moved_code_differs_only_by_what_moved_it():
 def test_an_added_loop_shifts_no_pairing_after_it():
     """Loops pair by their lengths in order: a loop that only one build has is
     reported on its side, and the loops after it still meet their own."""
-    from megadelta.kernels.sass_loops import paired_loops
-
     def fake(lengths):
         return [[None] * n for n in lengths]
 
