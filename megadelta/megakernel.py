@@ -167,6 +167,15 @@ class KernelBuffers:
         self.epoch = 1
         self.logits = torch.empty(c.vocab_size, dtype=f32, device=device)
         self.stop_ids = torch.empty(0, dtype=torch.int32, device=device)
+        self.stop_id_list: list[int] = []   # the host's copy: reading the device's would synchronise
+
+    def set_stop_ids(self, stop_ids: set[int]) -> None:
+        """The stop-token set the next launches end on; copied to the device
+        only when it changes (a copy is a host round trip before the launch)."""
+        ids = sorted(stop_ids)
+        if ids != self.stop_id_list:
+            self.stop_ids = torch.tensor(ids, dtype=torch.int32).to(self.stop_ids.device)
+            self.stop_id_list = ids
 
     def params(self, state: SequenceState, token_id: int, n_steps: int, barrier: int, progress: int,
                tokens_out: int, logits: bool, shared_bytes: int) -> Params:
@@ -297,7 +306,7 @@ class MegakernelBackend:
         stream.synchronize()   # the mapped buffers are rewritten below
         if self.tokens.n < n_steps:
             self.tokens = driver.MappedInts(n_steps)
-        self.buffers.stop_ids = torch.tensor(sorted(stop_ids), dtype=torch.int32).to(self.device)
+        self.buffers.set_stop_ids(stop_ids)
         self._launch(token_id, state, n_steps=n_steps, logits=False, publish=True)
         seen = 0
         try:
@@ -310,7 +319,11 @@ class MegakernelBackend:
                     seen += 1
                 if done:
                     break
-                time.sleep(POLL_SECONDS)
+                # Once the last token is out the launch ends within microseconds:
+                # poll without sleeping, which would add ~half a sleep (tens of us
+                # on Linux, whatever the request) to every generation.
+                if not (seen == n_steps or (seen > 0 and self.tokens.values[seen - 1] in stop_ids)):
+                    time.sleep(POLL_SECONDS)
         finally:
             with self._explain_failure():
                 stream.synchronize()

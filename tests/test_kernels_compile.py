@@ -257,6 +257,35 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     assert layers[dn]["conv_w"].shape == (config.conv_dim, config.linear_conv_kernel_dim)
 
 
+def test_stop_ids_are_copied_to_the_device_only_when_they_change():
+    """decode_greedy sets the stop ids before every launch; an unchanged set
+    keeps its device copy (no host round trip), a new one reaches the kernel."""
+    import torch
+
+    from megadelta.checkpoint import random_weights
+    from megadelta.config import tiny_config
+    from megadelta.megakernel import KernelBuffers
+    from megadelta.state import SequenceState
+
+    config = tiny_config(vocab_size=512)
+    buffers = KernelBuffers(config, random_weights(config, seed=4), torch.device("cpu"), grid=2)
+    state = SequenceState.empty(config, 8, torch.bfloat16, torch.device("cpu"))
+
+    def launch_stop_ids() -> list[int]:
+        p = buffers.params(state, 1, 1, barrier=0, progress=0, tokens_out=0, logits=False, shared_bytes=0)
+        return buffers.stop_ids.tolist()[:p.n_stop] if p.stop_ids else []
+
+    buffers.set_stop_ids({301, 7})
+    first = buffers.stop_ids
+    assert launch_stop_ids() == [7, 301]
+    buffers.set_stop_ids({7, 301})
+    assert buffers.stop_ids is first
+    buffers.set_stop_ids({9})
+    assert buffers.stop_ids is not first and launch_stop_ids() == [9]
+    buffers.set_stop_ids(set())
+    assert launch_stop_ids() == []
+
+
 def test_grid_is_the_resident_blocks_down_to_a_multiple_of_eight():
     """The launch never asks for more blocks than fit at once (a grid barrier
     with a block not resident would never open), and leaves at most 7 idle."""
