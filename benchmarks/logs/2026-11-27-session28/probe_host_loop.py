@@ -28,6 +28,7 @@ b = MegakernelBackend(QWEN35_0_8B, random_weights(QWEN35_0_8B, seed=0, device=de
 stream = torch.cuda.current_stream(dev)
 state = b.new_state(130)
 N = 128
+b.tokens = driver.MappedInts(N)   # decode_greedy grows it on first use; the other ways publish into it too
 
 
 def launch() -> None:
