@@ -268,6 +268,7 @@ class MegakernelBackend:
         self.buffers = KernelBuffers(config, weights, self.device, self.grid)
         self.progress = driver.MappedInts(1)
         self.tokens = driver.MappedInts(1)
+        self._publishing = False   # a greedy launch may still write progress and tokens
         self.barrier = barrier_words(self.progress.device_ptr, self.device)
         self.placement_seconds = {name: self._place_vector(name, placement_candidates) for name in PLACED_VECTORS}
         self._prefill = make_prefill(config, weights, self.device, prefill)
@@ -294,7 +295,10 @@ class MegakernelBackend:
                       stop_ids: set[int]) -> Iterator[int]:
         """Feed ``token_id``, then yield up to ``max_tokens`` greedy tokens (stopping
         after one in ``stop_ids``), all from one launch. If the consumer stops early
-        the launch still completes, and ``state`` reflects every step it ran."""
+        the launch still completes, and ``state`` reflects every step it ran. After
+        the last token it returns without waiting for the launch to exit: the
+        kernel has nothing left to write but its end, and later work on the
+        stream runs after it (waiting cost ~0.15% of tg128, docs/perf-notes.md)."""
         self._check_state(state)
         self._check_token(token_id)
         if max_tokens <= 0:
@@ -303,30 +307,37 @@ class MegakernelBackend:
         if n_steps <= 0:
             state.check_room(1)
         stream = torch.cuda.current_stream(self.device)
-        stream.synchronize()   # the mapped buffers are rewritten below
+        if self._publishing:   # a launch whose consumer stopped early may still write the mapped buffers
+            with self._explain_failure():
+                stream.synchronize()
+            self._publishing = False
         if self.tokens.n < n_steps:
             self.tokens = driver.MappedInts(n_steps)
         self.buffers.set_stop_ids(stop_ids)
         self._launch(token_id, state, n_steps=n_steps, logits=False, publish=True)
-        seen = 0
+        self._publishing = True
+        seen, last = 0, False
         try:
-            while True:
+            while not last:
                 with self._explain_failure():
                     done = driver.stream_done(stream.cuda_stream)
                 published = self.progress.values[0]
                 while seen < published:
-                    yield self.tokens.values[seen]
+                    token = self.tokens.values[seen]
                     seen += 1
+                    last = seen == n_steps or token in stop_ids
+                    yield token
                 if done:
                     break
-                # Once the last token is out the launch ends within microseconds:
-                # poll without sleeping, which would add ~half a sleep (tens of us
-                # on Linux, whatever the request) to every generation.
-                if not (seen == n_steps or (seen > 0 and self.tokens.values[seen - 1] in stop_ids)):
+                # Poll without sleeping while the last step runs: a sleep lasts tens
+                # of us on Linux whatever is asked, and would delay the last token.
+                if seen < n_steps - 1:
                     time.sleep(POLL_SECONDS)
         finally:
-            with self._explain_failure():
-                stream.synchronize()
+            if not last:   # stopped early or failed: the launch may still be publishing
+                with self._explain_failure():
+                    stream.synchronize()
+            self._publishing = False
             state.position += max(self.progress.values[0], 0)   # negative: a failed launch
         if seen == n_steps < max_tokens and self.tokens.values[seen - 1] not in stop_ids:
             raise ContextLengthError(f"the context limit of {state.max_seq_len} tokens was reached "
