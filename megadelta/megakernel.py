@@ -307,7 +307,7 @@ class MegakernelBackend:
         if n_steps <= 0:
             state.check_room(1)
         stream = torch.cuda.current_stream(self.device)
-        if self._publishing:   # a launch whose consumer stopped early may still write the mapped buffers
+        if self._publishing:   # an earlier generator, still open mid-launch, may still write the mapped buffers
             with self._explain_failure():
                 stream.synchronize()
             self._publishing = False
