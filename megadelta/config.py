@@ -119,11 +119,12 @@ class ModelConfig:
     def decode_bytes_per_step(self, weight_bytes: int = 2) -> int:
         """Bytes a batch-1 decode step must move: every weight once (the tied
         embedding counts once, read as the output projection) plus the FP32
-        DeltaNet state read and written. KV-cache reads are context dependent
-        and excluded."""
-        state = (len(self.deltanet_layers) * self.linear_num_value_heads
-                 * self.linear_key_head_dim * self.linear_value_head_dim * 4)
-        return self.num_params() * weight_bytes + 2 * state
+        recurrent state of every DeltaNet layer, read and written: the delta
+        rule's state and the conv's past inputs. KV-cache reads are context
+        dependent and excluded."""
+        per_layer = (self.linear_num_value_heads * self.linear_key_head_dim * self.linear_value_head_dim
+                     + self.conv_dim * self.conv_state_len)
+        return self.num_params() * weight_bytes + 2 * len(self.deltanet_layers) * per_layer * 4
 
     def prefill_flops_per_token(self, context: int = 0) -> float:
         """Matmul FLOPs per prompt token: 2 per layer weight, plus attention

@@ -39,8 +39,8 @@ def test_0_8b_derived_sizes():
     assert c.layer_params() * 2 / 1e9 == pytest.approx(0.99, abs=0.01)
     assert c.vocab_size * c.hidden_size * 2 / 1e9 == pytest.approx(0.51, abs=0.01)
     assert c.num_params() * 2 / 1e9 == pytest.approx(1.50, abs=0.01)
-    # plus the float32 DeltaNet state, read and written
-    assert c.decode_bytes_per_step() == c.num_params() * 2 + 2 * 18 * 16 * 128 * 128 * 4
+    # plus the float32 DeltaNet state and conv state (3 past inputs of 6,144 channels), read and written
+    assert c.decode_bytes_per_step() == c.num_params() * 2 + 2 * 18 * (16 * 128 * 128 + 6144 * 3) * 4
 
 
 @pytest.mark.parametrize("config", [*PRESETS.values(), tiny_config()], ids=lambda c: c.name)

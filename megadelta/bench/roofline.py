@@ -110,7 +110,7 @@ def kv_bytes_per_position(config: ModelConfig, weight_bytes: int) -> int:
 
 
 def decode_bytes_per_token(config: ModelConfig, mean_context: float, weight_bytes: int) -> float:
-    """The decode floor: weights and DeltaNet state (``decode_bytes_per_step``)
+    """The decode floor: weights and DeltaNet layers' state (``decode_bytes_per_step``)
     plus the KV cache at the mean context length of the timed steps, which
     matters at depth (tg128@32768)."""
     return (config.decode_bytes_per_step(weight_bytes)
