@@ -201,6 +201,42 @@ def test_power_sampler_integrates_constant_power():
     assert 100.0 * 0.05 <= joules <= 100.0 * elapsed + 1e-9
 
 
+class BoardNvml(FakeNvml):
+    """The readings a board reports after a run; memory_temp None: a board
+    without the HBM temperature field."""
+    NVML_CLOCK_SM, NVML_TEMPERATURE_GPU, NVML_FI_DEV_MEMORY_TEMP, NVML_SUCCESS = 1, 0, 82, 0
+    NVML_VALUE_TYPE_DOUBLE, NVML_VALUE_TYPE_UNSIGNED_INT, NVML_VALUE_TYPE_UNSIGNED_LONG = 0, 1, 2
+    NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, NVML_VALUE_TYPE_SIGNED_LONG_LONG = 3, 4
+
+    def __init__(self, memory_temp: int | None, field_return: int = 0):
+        super().__init__()
+        self.memory_temp, self.field_return = memory_temp, field_return
+
+    def nvmlDeviceGetClockInfo(self, handle, clock):
+        assert clock == self.NVML_CLOCK_SM
+        return 1965
+
+    def nvmlDeviceGetTemperature(self, handle, sensor):
+        assert sensor == self.NVML_TEMPERATURE_GPU
+        return 41
+
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):
+        assert field_ids == [self.NVML_FI_DEV_MEMORY_TEMP]
+        if self.memory_temp is None:
+            raise self.NVMLError("not supported")
+        value = type("Union", (), {"uiVal": self.memory_temp, "dVal": -1.0})()
+        return [type("Field", (), {"nvmlReturn": self.field_return, "valueType": self.NVML_VALUE_TYPE_UNSIGNED_INT,
+                                   "value": value})()]
+
+
+def test_board_readings_after_a_run():
+    assert Gpu(BoardNvml(memory_temp=47), handle=None).readings() == {
+        "sm_clock_mhz": 1965, "gpu_temp_c": 41, "memory_temp_c": 47}
+    # a field the board does not report, by exception or by its per-field status, reads None
+    assert Gpu(BoardNvml(memory_temp=None), handle=None).readings()["memory_temp_c"] is None
+    assert Gpu(BoardNvml(memory_temp=47, field_return=3), handle=None).readings()["memory_temp_c"] is None
+
+
 def test_missing_nvml_is_a_reason_not_a_crash(monkeypatch):
     with pytest.raises(NvmlUnavailable, match="CPU run"):
         Gpu.open(torch.device("cpu"))
@@ -326,6 +362,7 @@ def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     by = {(r["system"], r["test"]): r for r in results}
     pp = by["sleepy", "pp4"]
     assert pp["runs"] == 3 and pp["skipped"] is None and len(pp["seconds"]) == 3
+    assert all(pp[key] == [None] * 3 for key in Gpu.READINGS)   # no board to read on a CPU run
     assert all(s >= 0.008 for s in pp["seconds"])
     assert pp["tok_s_median"] <= 4 / 0.008
     assert pp["kernel_launches_per_step"] is None and pp["warmup_runs"] == 2   # not a decode step
@@ -335,6 +372,17 @@ def test_runner_measures_peers_and_records_unavailable_ones(monkeypatch):
     assert by["unasked", "pp4"]["skipped"] == "not requested"
     assert by["llama.cpp", "pp4"]["skipped"].startswith("not requested")
     assert {r["system"] for r in results} == {"sleepy", "absent", "unasked", "llama.cpp"}
+
+
+def test_runner_records_the_boards_readings_after_each_run(monkeypatch):
+    opts = Options(model=None, prompts=[], gens=[2], depths=[], repetitions=3, warmup=0,
+                   device=torch.device("cpu"), dtype=torch.float32)
+    ceilings = roofline.Ceilings(10.0, 0.1, "float32", 64, 1024, "cpu", 1)
+    ctx = RunContext(opts, tiny_config(), ceilings, gpu=Gpu(BoardNvml(memory_temp=47), handle=None), meter=None,
+                     energy_skipped="not measured here", prompt=list(range(8)))
+    monkeypatch.setattr(RunContext, "system_factories", lambda self, model_dir: [("sleepy", SleepySystem)])
+    tg = ctx.measure_all(Path("unused"), opts.workloads(), Console(quiet=True))[0]
+    assert (tg["sm_clock_mhz"], tg["gpu_temp_c"], tg["memory_temp_c"]) == ([1965] * 3, [41] * 3, [47] * 3)
 
 
 class SteppedNvml(FakeNvml):

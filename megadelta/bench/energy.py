@@ -89,6 +89,8 @@ class PowerSampler:
 class Gpu:
     """One NVML device handle: the GPU's description and its energy meter."""
 
+    READINGS = ("sm_clock_mhz", "gpu_temp_c", "memory_temp_c")   # readings(), in this order
+
     def __init__(self, nvml, handle):
         self._nvml, self._handle = nvml, handle
 
@@ -123,6 +125,26 @@ class Gpu:
 
     def sm_clock_mhz(self) -> int | None:
         return self._query(self._nvml.nvmlDeviceGetClockInfo, self._nvml.NVML_CLOCK_SM)
+
+    def readings(self) -> dict:
+        """What the board says right after a timed run: its SM clock and its
+        GPU and memory (HBM) temperatures, None where it does not report one.
+        A run that follows a hotter workload can differ in any of them."""
+        n = self._nvml
+        return dict(zip(self.READINGS, (self.sm_clock_mhz(),
+                                        self._query(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
+                                        self._field(n.NVML_FI_DEV_MEMORY_TEMP))))
+
+    def _field(self, field_id: int) -> float | None:
+        """One NVML field value, None where the board does not report it."""
+        values = self._query(self._nvml.nvmlDeviceGetFieldValues, [field_id])
+        if values is None or values[0].nvmlReturn != self._nvml.NVML_SUCCESS:
+            return None
+        n = self._nvml   # the value is a union; valueType names its member
+        member = {n.NVML_VALUE_TYPE_DOUBLE: "dVal", n.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+                  n.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal", n.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+                  n.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal"}.get(values[0].valueType)
+        return None if member is None else getattr(values[0].value, member)
 
     def description(self) -> dict:
         n = self._nvml

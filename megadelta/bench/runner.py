@@ -81,7 +81,7 @@ class Runs:
 
     seconds: list[float]
     joules: list[float] | None
-    sm_clock_mhz: list[int | None]
+    readings: list[dict]   # Gpu.readings() after each run (all None without NVML)
     energy_window: dict | None = None   # {"runs", "seconds", "joules"} when the timed runs were too short
 
 
@@ -196,12 +196,12 @@ class RunContext:
 
     def measure(self, system: TimedSystem, w: Workload) -> Runs:
         """Warm-up runs, then timed repetitions, each with its energy and the
-        SM clock read right after it."""
+        board's SM clock and temperatures read right after it."""
         system.prepare(w)
         for _ in range(max(self.opts.warmup, system.min_warmup)):
             system.reset(w)
             system.run(w)
-        runs = Runs(seconds=[], joules=[] if self.meter else None, sm_clock_mhz=[])
+        runs = Runs(seconds=[], joules=[] if self.meter else None, readings=[])
         for _ in range(self.opts.repetitions):
             system.reset(w)
             synchronize(self.opts.device)
@@ -210,7 +210,7 @@ class RunContext:
             produced, seconds = timed(self.opts.device, lambda: system.run(w))
             if self.meter:
                 runs.joules.append(self.meter.stop())
-            runs.sm_clock_mhz.append(self.gpu.sm_clock_mhz() if self.gpu else None)
+            runs.readings.append(self.gpu.readings() if self.gpu else dict.fromkeys(Gpu.READINGS))
             if produced != w.n:
                 raise RuntimeError(f"{system.name} processed {produced} tokens in {w.name}, "
                                    f"expected {w.n}")
@@ -240,8 +240,9 @@ class RunContext:
             "runs": summary.runs, "tok_s_median": summary.tok_s_median,
             "tok_s_std": summary.tok_s_std, "kernel_launches_per_step": launches,
             "warmup_runs": warmup, "seconds": runs.seconds,
-            "tok_s": [w.n / s for s in runs.seconds], "sm_clock_mhz": runs.sm_clock_mhz,
+            "tok_s": [w.n / s for s in runs.seconds],
         }
+        entry |= per_run_readings(runs)
         entry |= self.roofline_fields(w, summary.tok_s_median)
         entry |= self.energy_fields(w, runs)
         return entry
@@ -310,6 +311,11 @@ class RunContext:
                 "energy_skipped": "llama-bench times its own runs; their energy is not isolated",
             } | self.roofline_fields(w, summary.tok_s_median))
         return entries
+
+
+def per_run_readings(runs: Runs) -> dict:
+    """Each of the board's readings as a list over the timed runs."""
+    return {key: [r[key] for r in runs.readings] for key in Gpu.READINGS}
 
 
 def _load(name: str, factory: Callable[[], TimedSystem], console: Console) -> TimedSystem | str:
