@@ -130,17 +130,8 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
     stage_begin(p.barrier, p.n_steps * (N_LAYERS + 1));   // the end of the last stage
 }
 
-// LAYOUT_PAD instructions, run once a launch, move all the code after them by
-// 16 bytes each and change nothing else: the same schedule at another place.
-// Where a build's code lies moved tg128 by up to ~1% on the H100 (docs/perf-notes.md,
-// twentieth session); scripts/ab_tg128.sh times pads against each other.
-#ifndef LAYOUT_PAD
-#define LAYOUT_PAD 0
-#endif
 extern "C" __global__ void __launch_bounds__(BLOCK_THREADS, 1) megadelta_decode(const Params p) {
     Smem& s = block_smem();
-#pragma unroll
-    for (int i = 0; i < LAYOUT_PAD; ++i) asm volatile("nanosleep.u32 0;");
     init_ring(s.ring, ring_bytes(p));
     if (warp_id() >= WARPS) {   // the producer warpgroup: its first warp's lane 0 on Hopper, every lane before
         producer_registers();
