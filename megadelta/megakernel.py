@@ -107,22 +107,16 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
     return {"embed": fused.embed, "final_norm": plus_one(fused.final_norm)}, layers
 
 
-# Copies of each vector that every block waits for whole, the most
-# HANDOFF_REPLICAS (kernels/matvec.cuh) may use.
-HANDOFF_COPIES = 8
-
-
-def placed_copy(vector: torch.Tensor, k: int, of: int, copies: int = 1) -> torch.Tensor:
+def placed_copy(vector: torch.Tensor, k: int, of: int) -> torch.Tensor:
     """A zeroed tensor like ``vector`` in a segment of its own (the caching
-    allocator gives a 2 MB request its own) with the middle of its first of
-    ``copies`` equal parts on an 8 KB boundary of the address, the k-th of
-    ``of`` such boundaries spread over the segment (to the 128-byte line):
-    candidate placements alike in the low address bits, different in the
-    higher ones."""
+    allocator gives a 2 MB request its own) with its middle on an 8 KB
+    boundary of the address, the k-th of ``of`` such boundaries spread over the
+    segment (to the 128-byte line): candidate placements alike in the low
+    address bits, different in the higher ones."""
     segment = torch.zeros(PLACEMENT_SEGMENT_BYTES // vector.element_size(), dtype=vector.dtype, device=vector.device)
-    base, half, step = segment.data_ptr(), vector.nbytes // copies // 2, PLACEMENT_BOUNDARY_BYTES
+    base, half, step = segment.data_ptr(), vector.nbytes // 2, PLACEMENT_BOUNDARY_BYTES
     first = -(-(base + half) // step)
-    last = (base + segment.nbytes - (vector.nbytes - half)) // step
+    last = (base + segment.nbytes - half) // step
     middle = (first + k * (last - first) // of) * step
     start = (middle - half - base) // 128 * 128 // vector.element_size()
     return segment[start:start + vector.numel()]
@@ -161,11 +155,11 @@ class KernelBuffers:
             return torch.zeros(n, dtype=torch.int64, device=device)
 
         self.scratch = {
-            "x": tagged(c.hidden_size * HANDOFF_COPIES),
-            "x_mid": tagged(c.hidden_size * HANDOFF_COPIES),
-            "h": tagged(c.intermediate_size * HANDOFF_COPIES),
+            "x": tagged(c.hidden_size),
+            "x_mid": tagged(c.hidden_size),
+            "h": tagged(c.intermediate_size),
             "proj": tagged(proj_rows),
-            "mixer_out": tagged(mixer_out * HANDOFF_COPIES),
+            "mixer_out": tagged(mixer_out),
             "attn_partial": tagged(grid * c.queries_per_kv_head * (c.head_dim + 2)),
             "argmax_val": torch.empty(grid, dtype=f32, device=device),
             "argmax_idx": torch.empty(grid, dtype=torch.int32, device=device),
@@ -380,7 +374,7 @@ class MegakernelBackend:
         if candidates < 1:
             raise ValueError(f"placement_candidates must be at least 1, got {candidates}")
         scratch = self.buffers.scratch
-        placements = [placed_copy(scratch[name], k, candidates, HANDOFF_COPIES) for k in range(candidates)]
+        placements = [placed_copy(scratch[name], k, candidates) for k in range(candidates)]
         if candidates == 1:
             scratch[name] = placements[0]
             return []

@@ -265,7 +265,7 @@ __device__ __forceinline__ void attention_combine(const Params& p, int pos, unsi
         num = warp_sum<COMBINE_LANES>(num * scale);
         den = warp_sum<COMBINE_LANES>(den * scale);
         await_tagged(gate, tag, p.barrier, [=](int) { return gate_at; });
-        if (lane == 0) publish_replicas<MIXER_OUT_WORDS>(p.mixer_out + o, num / den * sigmoid(tagged_value(gate[0])), tag);
+        if (lane == 0) publish(p.mixer_out + o, num / den * sigmoid(tagged_value(gate[0])), tag);
         stage_point(POINT_PUBLISHED);
     }
 }

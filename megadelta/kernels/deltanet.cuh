@@ -146,7 +146,7 @@ __device__ __forceinline__ void deltanet_recurrence(const Params& p, const Layer
 #pragma unroll
         for (int r = 0; r < ROWS; ++r)
             S[(size_t)(warp + r * WARPS) * DN_VALUE_DIM] = fmaf(decay, sv[r], s.dn_k[warp + r * WARPS] * delta);
-        if (warp == 0) publish_replicas<MIXER_OUT_WORDS>(p.mixer_out + h * DN_VALUE_DIM + j, fmaf(decay, stq, delta * kq), tag);
+        if (warp == 0) publish(p.mixer_out + h * DN_VALUE_DIM + j, fmaf(decay, stq, delta * kq), tag);
         block_sync();   // s.dn_* are reused by the next item
         stage_point(POINT_PUBLISHED);
     }
@@ -167,7 +167,7 @@ __device__ __forceinline__ void deltanet_gated_norm(const Params& p, const Layer
         auto at = [=](int i) {   // i < GROUP * PER_LANE: o; then z
             const int k = i % (GROUP * PER_LANE) / PER_LANE, e = i % PER_LANE;
             const int col = (h0 + k * WARPS) * DN_VALUE_DIM + lane + 32 * e;
-            return i < GROUP * PER_LANE ? replica<MIXER_OUT_WORDS>(p.mixer_out) + col : p.proj + CONV_DIM + col;
+            return i < GROUP * PER_LANE ? p.mixer_out + col : p.proj + CONV_DIM + col;
         };
         u64 oz[2 * GROUP * PER_LANE];
 #pragma unroll

@@ -228,27 +228,6 @@ __device__ __forceinline__ void matvec(const Stage& st, Ring& ring, const float*
     matvec<M>(st, ring, xs, NoRowInputs{}, RowInputs<0>{}, epi);
 }
 
-// The vectors that every block waits for whole (x, x_mid, h, the mixer's
-// output) are written HANDOFF_REPLICAS times, WORDS apart; block b polls copy
-// b % HANDOFF_REPLICAS. Every block re-reads each line of such a vector once
-// a poll round, so each copy takes 1/HANDOFF_REPLICAS of the grid's polls.
-#ifndef HANDOFF_REPLICAS
-#define HANDOFF_REPLICAS 1
-#endif
-static_assert(HANDOFF_REPLICAS >= 1 && HANDOFF_REPLICAS <= 8, "the host allocates 8 copies");
-constexpr int MIXER_OUT_WORDS = cmax(VALUE_DIM, Q_SIZE);
-template <int WORDS>
-__device__ __forceinline__ const u64* replica(const u64* words) {
-    return words + (size_t)(blockIdx.x % HANDOFF_REPLICAS) * WORDS;
-}
-// The word at `at` of the first copy, and its place in every other.
-template <int WORDS>
-__device__ __forceinline__ void publish_replicas(u64* at, float v, unsigned tag) {
-    publish(at, v, tag);
-#pragma unroll
-    for (int r = 1; r < HANDOFF_REPLICAS; ++r) publish(at + r * WORDS, v, tag);
-}
-
 // The output projections end the same way: out = residual + W . s.vec, the
 // residual this block's copy of the stream (s.residual: the layer's input for
 // out_proj and o_proj, x_mid for the MLP's down product), so no global load
@@ -260,7 +239,7 @@ __device__ __forceinline__ void project_and_add_residual(u64* out, unsigned tag,
     matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
         const int row = row0 + lane_id();
         const float y = sum_of_lane<M::R>(sums);
-        if (lane_id() < M::R && row < HIDDEN) publish_replicas<HIDDEN>(out + row, residual[row] + y, tag);
+        if (lane_id() < M::R && row < HIDDEN) publish(out + row, residual[row] + y, tag);
     });
 }
 

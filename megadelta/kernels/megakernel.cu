@@ -18,7 +18,7 @@
 __device__ __forceinline__ void load_layer_input(const Params& p, const LayerWeights& L, int layer, unsigned tag,
                                                  int token, Smem& s) {
     if (layer > 0)
-        load_rms_normed<HIDDEN>(tagged_words(p, replica<HIDDEN>(p.x), tag - 1), L.input_norm, s.vec, s.scratch, s.residual);
+        load_rms_normed<HIDDEN>(tagged_words(p, p.x, tag - 1), L.input_norm, s.vec, s.scratch, s.residual);
     else
         load_rms_normed<HIDDEN>(p.embed + (size_t)token * HIDDEN, L.input_norm, s.vec, s.scratch, s.residual);
 }
@@ -75,7 +75,7 @@ __device__ __forceinline__ void attention_layer(const Params& p, const LayerWeig
     attention_partials(p, L, slot, pos, tag, s);
     attention_combine(p, pos, tag);
     const Stage w_out = ws.take<AttentionOutProj>();
-    load_vector<Q_SIZE>(tagged_words(p, replica<MIXER_OUT_WORDS>(p.mixer_out), tag), s.vec);
+    load_vector<Q_SIZE>(tagged_words(p, p.mixer_out, tag), s.vec);
     stage_point(POINT_AWAITED);
     project_and_add_residual<AttentionOutProj>(p.x_mid, tag, w_out, s);
 }
@@ -85,7 +85,7 @@ __device__ __forceinline__ void mlp_block(const Params& p, const LayerWeights& L
                                           Smem& s) {
     const Stage w_gate_up = ws.take<GateUp>();
     const Stage w_down = ws.take<Down>();
-    load_rms_normed<HIDDEN>(tagged_words(p, replica<HIDDEN>(p.x_mid), tag), L.post_norm, s.vec, s.scratch, s.residual);
+    load_rms_normed<HIDDEN>(tagged_words(p, p.x_mid, tag), L.post_norm, s.vec, s.scratch, s.residual);
     mlp_up(p, tag, w_gate_up, s);
     mlp_down(p, tag, w_down, s);
 }
@@ -116,7 +116,7 @@ __device__ __forceinline__ void decode_steps(const Params& p, Smem& s) {
         stage_begin(p.barrier, step * (N_LAYERS + 1) + N_LAYERS);
         unit_clock_stop(p.barrier, step);
         const Stage lm_head = ws.take<Claims<OutputProjection>::Static>();
-        load_rms_normed<HIDDEN>(tagged_words(p, replica<HIDDEN>(p.x), step_tag + N_LAYERS - 1), p.final_norm, s.vec,
+        load_rms_normed<HIDDEN>(tagged_words(p, p.x, step_tag + N_LAYERS - 1), p.final_norm, s.vec,
                                 s.scratch, nullptr);
         token = lm_head_argmax(p, lm_head, ws, s);
         if (p.tokens_out != nullptr && blockIdx.x == 0 && thread_id() == 0) {

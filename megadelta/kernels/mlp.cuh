@@ -22,13 +22,13 @@ __device__ __forceinline__ void mlp_up(const Params& p, unsigned tag, const Stag
         if (lane_id() != 0) return;
 #pragma unroll
         for (int r = 0; r < R; r += 2)
-            if (row0 + r < 2 * INTERMEDIATE) publish_replicas<INTERMEDIATE>(h + (row0 + r) / 2, silu(sums[r]) * sums[r + 1], tag);
+            if (row0 + r < 2 * INTERMEDIATE) publish(h + (row0 + r) / 2, silu(sums[r]) * sums[r + 1], tag);
     });
 }
 
 // x = x_mid + W_down . h for the block's rows of W_down.
 __device__ __forceinline__ void mlp_down(const Params& p, unsigned tag, const Stage& st, Smem& s) {
-    load_vector<INTERMEDIATE>(tagged_words(p, replica<INTERMEDIATE>(p.h), tag), s.vec);
+    load_vector<INTERMEDIATE>(tagged_words(p, p.h, tag), s.vec);
     stage_point(POINT_AWAITED);
     project_and_add_residual<Down>(p.x, tag, st, s);
 }
