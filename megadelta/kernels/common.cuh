@@ -225,16 +225,6 @@ __device__ __forceinline__ void wait_shared_equal(const unsigned* p, unsigned v)
         asm volatile("ld.acquire.cta.shared.u32 %0, [%1];" : "=r"(seen) : "r"(shared_address(p)) : "memory");
     } while (seen != v);
 }
-// A count in shared memory that a thread raises after storing what it counts
-// (release), and that a reader loads before reading that (acquire).
-__device__ __forceinline__ void count_up_shared(int* p) {
-    asm volatile("red.release.cta.shared.add.s32 [%0], 1;" :: "r"(shared_address(p)) : "memory");
-}
-__device__ __forceinline__ int load_count_shared(const int* p) {
-    int v;
-    asm volatile("ld.acquire.cta.shared.s32 %0, [%1];" : "=r"(v) : "r"(shared_address(p)) : "memory");
-    return v;
-}
 
 // ---- tagged hand-offs between stages ---------------------------------------
 // What a stage writes for other blocks to read (the input projections, the
@@ -271,11 +261,6 @@ __device__ __noinline__ void handoff_timed_out(u64* report) {
     *(volatile int*)report[1] = HANDOFF_TIMED_OUT;
     __threadfence_system();
     __trap();
-}
-
-// A poller's turn between two rounds: give up after HANDOFF_MAX_POLLS.
-__device__ __forceinline__ void between_polls(unsigned polls, u64* report) {
-    if (polls == HANDOFF_MAX_POLLS) handoff_timed_out(report);
 }
 
 // Until every word w[i] carries `tag`: those that do not are read again from

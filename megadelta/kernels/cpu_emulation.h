@@ -96,13 +96,6 @@ inline T exchange(std::vector<T>& slots, T v, int lane) {
 inline float __shfl_xor_sync(unsigned, float v, int o) { return exchange(emulated_grid->exchange_f, v, lane_id() ^ o); }
 inline int __shfl_xor_sync(unsigned, int v, int o) { return exchange(emulated_grid->exchange_i, v, lane_id() ^ o); }
 inline float __shfl_sync(unsigned, float v, int src) { return exchange(emulated_grid->exchange_f, v, src); }
-inline unsigned __ballot_sync(unsigned, int predicate) {
-    unsigned mask = 0;
-    for (int lane = 0; lane < 32; ++lane) mask |= (unsigned)exchange(emulated_grid->exchange_i, predicate != 0 ? 1 : 0, lane) << lane;
-    return mask;
-}
-inline void count_up_shared(int* p) { std::atomic_ref<int>(*p).fetch_add(1, std::memory_order_release); }
-inline int load_count_shared(const int* p) { return std::atomic_ref<int>(*const_cast<int*>(p)).load(std::memory_order_acquire); }
 inline void __trap() { std::abort(); }
 inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 template <class T>
@@ -212,7 +205,6 @@ inline void await_tagged(u64 (&w)[N], unsigned tag, u64*, At at) {
             if (!has_tag(w[i], tag)) w[i] = load_tagged(at(i));
     }
 }
-inline void between_polls(unsigned, u64*) { std::this_thread::yield(); }
 inline float silu(float x) { return x / (1.0f + expf(-x)); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 inline float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

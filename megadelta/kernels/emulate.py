@@ -30,9 +30,8 @@ class EmulatorUnavailable(RuntimeError):
     pass
 
 
-def build_emulator(config: ModelConfig, options: tuple[str, ...] = ()) -> Path:
-    """Compile (or reuse) the emulated kernel for ``config`` with the build
-    ``options`` (-D macros, as the GPU build takes them); the path of the shared library."""
+def build_emulator(config: ModelConfig) -> Path:
+    """Compile (or reuse) the emulated kernel for ``config``; the path of the shared library."""
     compiler = shutil.which("g++")
     if compiler is None:
         raise EmulatorUnavailable("g++ is not installed")
@@ -40,8 +39,7 @@ def build_emulator(config: ModelConfig, options: tuple[str, ...] = ()) -> Path:
     files["common.cuh"] = (KERNEL_DIR / "cpu_emulation.h").read_text()
     files["emulated_main.cpp"] = (f'#include "{MAIN_SOURCE}"\n'
                                   + (KERNEL_DIR / "cpu_emulation_launch.inc").read_text())
-    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()
-                         + " ".join(options).encode()).hexdigest()[:24]
+    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()).hexdigest()[:24]
     out = cache_dir() / f"emulated-{config.name}-{key}"
     library = out / "megakernel_emulated.so"
     if library.exists():
@@ -50,7 +48,7 @@ def build_emulator(config: ModelConfig, options: tuple[str, ...] = ()) -> Path:
     for name, text in files.items():
         (out / name).write_text(text)
     run = subprocess.run([compiler, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread",
-                          f"-DTHREADS={EMULATED_THREADS}", *options, "-I", str(out), "-o", str(library),
+                          f"-DTHREADS={EMULATED_THREADS}", "-I", str(out), "-o", str(library),
                           str(out / "emulated_main.cpp")], capture_output=True, text=True)
     if run.returncode != 0:   # the sources are wrong: a failure, not a missing tool
         raise RuntimeError(f"g++ could not build the emulated kernel:\n{run.stderr}")
@@ -60,12 +58,10 @@ def build_emulator(config: ModelConfig, options: tuple[str, ...] = ()) -> Path:
 class EmulatedKernel:
     """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int,
-                 options: tuple[str, ...] = ()):
-        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory);
-        ``options``: build options (-D macros)."""
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int):
+        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory)."""
         self.config, self.grid, self.ring_bytes = config, grid, ring_bytes
-        self.lib = ctypes.CDLL(str(build_emulator(config, options)))
+        self.lib = ctypes.CDLL(str(build_emulator(config)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
         self.barrier = barrier_words(self.progress.data_ptr(), torch.device("cpu"))

@@ -7,10 +7,7 @@
 
 struct Smem {
     __align__(SHARED_LINE) float vec[VEC_MAX];               // input vector of the current matrix-vector product
-    union {
-        float scratch[32];                     // block reductions
-        int chunks_in[32];                     // the chunk-wise down product's counts (mlp.cuh)
-    };
+    float scratch[32];                         // block reductions
     // The residual stream as this block loaded it: the layer's input until the
     // mixer's output projection adds to it, then x after the mixer until the
     // MLP's down product adds to that (each block reads its rows' residuals
