@@ -135,7 +135,7 @@ class Gpu:
                                         self._query(n.nvmlDeviceGetTemperature, n.NVML_TEMPERATURE_GPU),
                                         self._field(n.NVML_FI_DEV_MEMORY_TEMP))))
 
-    def _field(self, field_id: int) -> float | None:
+    def _field(self, field_id: int) -> int | float | None:
         """One NVML field value, None where the board does not report it."""
         values = self._query(self._nvml.nvmlDeviceGetFieldValues, [field_id])
         if values is None or values[0].nvmlReturn != self._nvml.NVML_SUCCESS:
