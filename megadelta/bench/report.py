@@ -60,9 +60,11 @@ def headline(doc: dict) -> list[str]:
     matmul = f"{c['bf16_matmul_tflops']:.1f} TFLOP/s {c.get('matmul_dtype', 'bfloat16')} matmul"
     power = "–" if gpu["power_limit_w"] is None else f"{gpu['power_limit_w']:.0f} W"
     weights = " (random weights)" if m.get("random_weights") else ""
+    reads = c.get("read_bandwidth_each_gbs", [])
+    each = f" (the better of {' and '.join(f'{r:.0f}' for r in reads)})" if len(reads) > 1 else ""
     return [
         f"{gpu['name']}, power limit {power}, driver {gpu.get('driver', '?')}; "
-        f"measured ceilings: {c['read_bandwidth_gbs']:.0f} GB/s read, {matmul}",
+        f"measured ceilings: {c['read_bandwidth_gbs']:.0f} GB/s read{each}, {matmul}",
         f"model {m['name']}{weights}, {m['params'] / 1e9:.3g} B params, "
         f"{m['bytes_per_decode_step'] / 1e9:.3g} GB per decode step",
         f"megadelta {sw['megadelta_commit']}, torch {sw.get('torch', '?')}, "

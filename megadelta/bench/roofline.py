@@ -13,12 +13,17 @@
   ``flops_per_token * tok/s / matmul rate`` is its fraction.
 
 Both take the best of several trials: a ceiling is what the hardware can be
-shown to do, not its average.
+shown to do, not its average. A benchmark measures them before and after its
+timed runs and keeps the better of each (``best_of``): on the lent H100 a
+process's read trials sit in one of two states ~1% apart, ~3,070 or ~3,105
+GB/s, whichever buffer they read, and a process can change state within
+seconds (docs/perf-notes.md, twenty-sixth). One measurement taken in the low
+state would flatter every decode fraction of its run by up to 1%.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -35,6 +40,10 @@ class Setup:
     matmul_size: int
     matmul_dtype: torch.dtype
     matmuls_per_trial: int
+
+    @property
+    def matmul_dtype_name(self) -> str:
+        return str(self.matmul_dtype).removeprefix("torch.")
 
 
 GPU_SETUP = Setup(bandwidth_bytes=2 << 30, reads_per_trial=10, matmul_size=8192, matmul_dtype=torch.bfloat16,
@@ -53,16 +62,32 @@ class Ceilings:
     bandwidth_buffer_bytes: int
     device: str
     reads_per_trial: int
+    # Each measurement's values, in order, where these are the best of several (best_of).
+    read_bandwidth_each_gbs: tuple[float, ...] = ()
+    matmul_each_tflops: tuple[float, ...] = ()
 
     def to_json(self) -> dict:
         d = asdict(self)
         # The schema names the field after the GPU case; on a CPU the dtype
         # field says what was really measured.
         d["bf16_matmul_tflops"] = d.pop("matmul_tflops")
+        d["read_bandwidth_each_gbs"] = list(self.read_bandwidth_each_gbs or (self.read_bandwidth_gbs,))
+        d["matmul_each_tflops"] = list(self.matmul_each_tflops or (self.matmul_tflops,))
         d["method"] = (f"read: best of {TRIALS} trials of {self.reads_per_trial} sums over a "
                        f"{self.bandwidth_buffer_bytes} byte buffer; matmul: best of {TRIALS} trials of "
-                       f"{self.matmul_size}^3 {self.matmul_dtype} torch.matmul on random data")
+                       f"{self.matmul_size}^3 {self.matmul_dtype} torch.matmul on random data; "
+                       f"the better of {len(d['read_bandwidth_each_gbs'])} such measurements "
+                       f"(*_each: before and after the timed runs)")
         return d
+
+
+def best_of(*measured: Ceilings) -> Ceilings:
+    """Ceilings measured several times in one run, each the best seen, with
+    every measurement's values kept."""
+    reads = tuple(c.read_bandwidth_gbs for c in measured)
+    rates = tuple(c.matmul_tflops for c in measured)
+    return replace(measured[0], read_bandwidth_gbs=max(reads), matmul_tflops=max(rates),
+                   read_bandwidth_each_gbs=reads, matmul_each_tflops=rates)
 
 
 def read_bandwidth(device: torch.device, setup: Setup) -> float:
@@ -92,14 +117,18 @@ def matmul_rate(device: torch.device, setup: Setup) -> float:
     return 2.0 * n ** 3 * setup.matmuls_per_trial / best_trial_seconds(device, trial, TRIALS)
 
 
+def setup_for(device: torch.device) -> Setup:
+    return GPU_SETUP if device.type == "cuda" else CPU_SETUP
+
+
 def measure(device: torch.device) -> Ceilings:
-    setup = GPU_SETUP if device.type == "cuda" else CPU_SETUP
+    setup = setup_for(device)
     bandwidth = read_bandwidth(device, setup)
     rate = matmul_rate(device, setup)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return Ceilings(read_bandwidth_gbs=bandwidth / 1e9, matmul_tflops=rate / 1e12,
-                    matmul_dtype=str(setup.matmul_dtype).removeprefix("torch."),
+                    matmul_dtype=setup.matmul_dtype_name,
                     matmul_size=setup.matmul_size, bandwidth_buffer_bytes=setup.bandwidth_bytes,
                     device=str(device), reads_per_trial=setup.reads_per_trial)
 
@@ -123,3 +152,13 @@ def decode_fraction(bytes_per_token: float, tok_s: float, ceilings: Ceilings) ->
 
 def prefill_fraction(flops_per_token: float, tok_s: float, ceilings: Ceilings) -> float:
     return flops_per_token * tok_s / (ceilings.matmul_tflops * 1e12)
+
+
+def with_fraction(entry: dict, ceilings: Ceilings) -> dict:
+    """A result entry with its ``roofline_fraction`` against ``ceilings``, from
+    the per-token work it records (None where it did not run)."""
+    if entry.get("skipped") is not None:
+        return entry | {"roofline_fraction": None}
+    if "bytes_per_token" in entry:
+        return entry | {"roofline_fraction": decode_fraction(entry["bytes_per_token"], entry["tok_s_median"], ceilings)}
+    return entry | {"roofline_fraction": prefill_fraction(entry["flops_per_token"], entry["tok_s_median"], ceilings)}
