@@ -83,20 +83,14 @@ class Params(ctypes.Structure):
 def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: torch.device
                  ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     """The kernel's layout of the weights: (global tensors, one dict per layer).
-    The prefill's fused matrices, with gate and up rows interleaved, the
-    DeltaNet in_proj's z rows last and the zero-centred norms stored as 1 + w."""
+    The prefill's fused matrices, with gate and up rows interleaved and the
+    zero-centred norms stored as 1 + w."""
     def plus_one(norm: torch.Tensor) -> torch.Tensor:
         return (1.0 + norm).contiguous()
 
     def interleave_rows(gate_up: torch.Tensor) -> torch.Tensor:
         """[gate; up] -> rows gate 0, up 0, gate 1, up 1, ..."""
         return gate_up.view(2, config.intermediate_size, -1).transpose(0, 1).reshape(gate_up.shape).contiguous()
-
-    def z_last(in_proj: torch.Tensor) -> torch.Tensor:
-        """[qkv; z; b; a] -> [qkv; b; a; z]: the kernel streams the rows the
-        recurrence waits for first (kernels/staging.cuh, DeltaNetInProj)."""
-        qkv, z, ba = in_proj.split([config.conv_dim, config.value_dim, 2 * config.linear_num_value_heads])
-        return torch.cat([qkv, ba, z]).contiguous()
 
     fused = fuse_weights(config, weights, MATRIX_DTYPE, device)
     layers = []
@@ -106,7 +100,7 @@ def pack_weights(config: ModelConfig, weights: dict[str, torch.Tensor], device: 
                   "w_gate_up": interleave_rows(layer.gate_up), "w_down": layer.down.contiguous(),
                   "w_in": m.in_proj, "w_out": m.out_proj}
         if layer.is_deltanet:
-            packed.update(w_in=z_last(m.in_proj), conv_w=m.conv, a_log=m.a_log, dt_bias=m.dt_bias, out_norm=m.norm)
+            packed.update(conv_w=m.conv, a_log=m.a_log, dt_bias=m.dt_bias, out_norm=m.norm)
         else:
             packed.update(q_norm=plus_one(m.q_norm), k_norm=plus_one(m.k_norm))
         layers.append(packed)

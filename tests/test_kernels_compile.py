@@ -249,8 +249,8 @@ def test_weights_are_packed_as_the_kernel_reads_them():
     assert torch.equal(layers[dn]["w_gate_up"][0::2], gate) and torch.equal(layers[dn]["w_gate_up"][1::2], up)
     assert torch.equal(layers[dn]["w_down"], weights[f"layers.{dn}.mlp.down_proj.weight"])
     p = f"layers.{dn}.linear_attn."
-    assert torch.equal(layers[dn]["w_in"], torch.cat([weights[p + n] for n in (   # z last
-        "in_proj_qkv.weight", "in_proj_b.weight", "in_proj_a.weight", "in_proj_z.weight")]))
+    assert torch.equal(layers[dn]["w_in"], torch.cat([weights[p + n] for n in (
+        "in_proj_qkv.weight", "in_proj_z.weight", "in_proj_b.weight", "in_proj_a.weight")]))
     assert torch.equal(layers[dn]["out_norm"], weights[p + "norm.weight"])   # w, not 1 + w
     assert torch.allclose(layers[att]["q_norm"], 1 + weights[f"layers.{att}.self_attn.q_norm.weight"])
     assert torch.allclose(globals_["final_norm"], 1 + weights["norm.weight"])
@@ -389,7 +389,7 @@ def test_unit_clock_record_is_summarized_per_layer_and_product():
     config = QWEN35_0_8B
     words = [0] * UNIT_CLOCK_WORDS
     words[2:7] = [1000, 2000, 3000, 4000, 5000]   # layers 4..7 start, then the window ends
-    dn_in_rows = config.conv_dim + 2 * config.linear_num_value_heads   # [qkv | b | a]; z is a product of its own
+    dn_in_rows = config.conv_dim + config.value_dim + 2 * config.linear_num_value_heads
     dn_in, o_proj = (dn_in_rows, config.hidden_size), (config.hidden_size, config.q_size)
     units = [(dn_in, 7, 1100, 1150, 1400, 1410, 1500),        # layer 4 (DeltaNet)
              (dn_in, 8, 1120, 1200, 1500, 1510, 1650),

@@ -1,7 +1,6 @@
 // Gated DeltaNet layer: three stages, each handing its outputs to the next as
 // tagged words (common.cuh), no grid barrier between them.
-//   project:    [qkv | b | a], then z = W_in . rmsnorm(x); causal conv + SiLU on q|k|v
-//               (published as p.proj = [qkv | z | b | a])
+//   project:    [qkv | z | b | a] = W_in . rmsnorm(x); causal conv + SiLU on q|k|v
 //   recurrence: gated delta rule on the FP32 state, split over (value head, 32 columns);
 //               waits for its head's q, k, v, a and b only
 //   output:     gated RMSNorm w * norm(o) * silu(z), out_proj, residual add
@@ -35,8 +34,7 @@ __device__ __forceinline__ ConvRows conv_rows(const Params& p, const LayerWeight
 }
 
 // Stage 1. s.vec holds the normed layer input; `st` is the block's share
-// of W_in's first rows, [qkv | b | a] (staging.cuh), and `conv_in` its first
-// batch of conv inputs (fetched before the input).
+// of W_in and `conv_in` its first batch of conv inputs (fetched before the input).
 __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWeights& L, int slot, unsigned tag,
                                                  const Stage& st, RowInputs<ConvRows::N> conv_in, Smem& s) {
     using M = DeltaNetInProj;
@@ -44,31 +42,19 @@ __device__ __forceinline__ void deltanet_project(const Params& p, const LayerWei
     const ConvRows conv = conv_rows(p, L, slot);
     matvec<M>(st, s.ring, s.vec, conv, conv_in, [=](int row0, const float* sums, const RowInputs<ConvRows::N>& in) {
         const int row = row0 + lane_id();
-        const float y = sum_of_lane<R>(sums);
-        if (lane_id() >= R || row >= M::ROWS) return;
-        if (row >= CONV_DIM) {   // b, a: after z in p.proj
-            publish(p.proj + VALUE_DIM + row, y, tag);
-            return;
+        float y = sum_of_lane<R>(sums);
+        if (lane_id() >= R || row >= DN_PROJ_ROWS) return;
+        if (row < CONV_DIM) {   // depthwise causal conv over (state..., y), then SiLU
+            float* past = conv.conv_state + (size_t)row * (CONV_KERNEL - 1);
+            float acc = in.v[CONV_KERNEL - 1] * y;
+#pragma unroll
+            for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(in.v[t], in.v[CONV_KERNEL + t], acc);
+#pragma unroll
+            for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = in.v[CONV_KERNEL + t + 1];
+            past[CONV_KERNEL - 2] = y;
+            y = silu(acc);
         }
-        // q, k, v: depthwise causal conv over (state..., y), then SiLU
-        float* past = conv.conv_state + (size_t)row * (CONV_KERNEL - 1);
-        float acc = in.v[CONV_KERNEL - 1] * y;
-#pragma unroll
-        for (int t = 0; t < CONV_KERNEL - 1; ++t) acc = fmaf(in.v[t], in.v[CONV_KERNEL + t], acc);
-#pragma unroll
-        for (int t = 0; t < CONV_KERNEL - 2; ++t) past[t] = in.v[CONV_KERNEL + t + 1];
-        past[CONV_KERNEL - 2] = y;
-        publish(p.proj + row, silu(acc), tag);
-    });
-}
-
-// Stage 1, last: the block's share `st` of z, W_in's last rows.
-__device__ __forceinline__ void deltanet_project_z(const Params& p, unsigned tag, const Stage& st, Smem& s) {
-    using M = DeltaNetInProjZ;
-    matvec<M>(st, s.ring, s.vec, [=](int row0, const float* sums, const auto&) {
-        const int row = row0 + lane_id();
-        const float y = sum_of_lane<M::R>(sums);
-        if (lane_id() < M::R && row < M::ROWS) publish(p.proj + CONV_DIM + row, y, tag);
+        publish(p.proj + row, y, tag);
     });
 }
 

@@ -30,8 +30,7 @@ __device__ __forceinline__ bool give_layer(Producer& out, const Params& p, int l
     const LayerWeights& L = p.layers[layer];
     const bool mixer = LAYER_IS_ATTENTION[layer]
         ? out.give<AttentionInProj>(L.w_in) && out.give<AttentionOutProj>(L.w_out)
-        : out.give<DeltaNetInProj>(L.w_in) && out.give<DeltaNetInProjZ>(L.w_in + DeltaNetInProj::ROWS * HIDDEN) &&
-              out.give<DeltaNetOutProj>(L.w_out);
+        : out.give<DeltaNetInProj>(L.w_in) && out.give<DeltaNetOutProj>(L.w_out);
     return mixer && out.give<GateUp>(L.w_gate_up) && out.give<Down>(L.w_down);
 }
 
@@ -57,12 +56,10 @@ __device__ __forceinline__ void deltanet_layer(const Params& p, const LayerWeigh
                                                int token, WeightStream& ws, Smem& s) {
     const int slot = LAYER_SLOT[layer];
     const Stage w_in = ws.take<DeltaNetInProj>();
-    const Stage w_z = ws.take<DeltaNetInProjZ>();
     const RowInputs<ConvRows::N> conv_in = fetch_row_inputs<DeltaNetInProj>(w_in, conv_rows(p, L, slot), 0);
     stage_state_tile(p, slot, s);
     load_layer_input(p, L, layer, tag, token, s);
     deltanet_project(p, L, slot, tag, w_in, conv_in, s);
-    deltanet_project_z(p, tag, w_z, s);
     deltanet_recurrence(p, L, slot, tag, s);
     const Stage w_out = ws.take<DeltaNetOutProj>();
     deltanet_gated_norm(p, L, tag, s);

@@ -6,7 +6,7 @@
 struct LayerWeights {
     const float* input_norm;      // [HIDDEN], 1 + w (zero-centred norm folded)
     const float* post_norm;       // [HIDDEN], 1 + w
-    const bf16_t* w_in;           // DeltaNet [DN_PROJ_ROWS, HIDDEN]: qkv | b | a | z (staging.cuh)
+    const bf16_t* w_in;           // DeltaNet [DN_PROJ_ROWS, HIDDEN]: qkv | z | b | a
                                   // attention [ATTN_PROJ_ROWS, HIDDEN]: (query, gate) per head | k | v
     const bf16_t* w_out;          // DeltaNet [HIDDEN, VALUE_DIM]; attention [HIDDEN, Q_SIZE]
     const float* conv_w;          // DeltaNet [CONV_DIM, CONV_KERNEL]

@@ -89,15 +89,7 @@ constexpr int R_IN = RowsPerWarp<HIDDEN>::value;
 constexpr int UP_ROWS = R_IN < 2 ? 2 : R_IN;
 static_assert(UP_ROWS % 2 == 0, "a warp must own whole (gate, up) row pairs");
 
-// The DeltaNet in_proj is two matrices, streamed and multiplied one after the
-// other: first the rows the recurrence waits for, then z, which only the gated
-// norm reads, after the recurrence. With every block taking a share of each,
-// the recurrence's inputs are all out after ~3/4 of the in_proj (v44 in
-// docs/perf-notes.md); in one matrix, [qkv | z | b | a] dealt out in order,
-// blocks 0-95 of 128 held q, k, v rows only and the last of them published at its end.
-using DeltaNetInProj = Matrix<HIDDEN, R_IN, CONV_DIM + 2 * DN_VALUE_HEADS>;          // [qkv | b | a]
-using DeltaNetInProjZ = Matrix<HIDDEN, R_IN, VALUE_DIM>;                            // z
-static_assert(DeltaNetInProj::ROWS + DeltaNetInProjZ::ROWS == DN_PROJ_ROWS, "in_proj's rows are [qkv | b | a | z]");
+using DeltaNetInProj = Matrix<HIDDEN, R_IN, DN_PROJ_ROWS>;                          // [qkv | z | b | a]
 using AttentionInProj = Matrix<HIDDEN, R_IN, ATTN_PROJ_ROWS>;                       // [(q, gate) | k | v]
 using DeltaNetOutProj = Matrix<VALUE_DIM, RowsPerWarp<VALUE_DIM>::value, HIDDEN>;   // out_proj
 using AttentionOutProj = Matrix<Q_SIZE, RowsPerWarp<Q_SIZE>::value, HIDDEN>;        // o_proj
@@ -109,9 +101,9 @@ template <class... M>
 constexpr unsigned unit_bytes_max() { unsigned b = 0; ((b = M::UNIT_BYTES > b ? M::UNIT_BYTES : b), ...); return b; }
 template <class... M>
 constexpr unsigned unit_bytes_min() { unsigned b = ~0u; ((b = M::UNIT_BYTES < b ? M::UNIT_BYTES : b), ...); return b; }
-constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, DeltaNetInProjZ, AttentionInProj, DeltaNetOutProj,
+constexpr unsigned UNIT_BYTES_MAX = unit_bytes_max<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
-constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, DeltaNetInProjZ, AttentionInProj, DeltaNetOutProj,
+constexpr unsigned UNIT_BYTES_MIN = unit_bytes_min<DeltaNetInProj, AttentionInProj, DeltaNetOutProj,
                                                    AttentionOutProj, GateUp, Down, OutputProjection>();
 constexpr unsigned PAGE_BYTES = cmax<unsigned>(PAGE_BYTES_MIN, UNIT_BYTES_MAX);   // an int option (-DPAGE_BYTES_MIN=16384) builds too
 constexpr int UNITS_CAP = PAGE_BYTES / UNIT_BYTES_MIN;   // units a page holds at most

@@ -157,8 +157,7 @@ def product_names(config: ModelConfig) -> dict[tuple[str, int, int], str]:
     mlp = {(kind, *shape): name for kind in ("deltanet", "attention") for shape, name in (
         ((2 * c.intermediate_size, c.hidden_size), "mlp.gate_up"),
         ((c.hidden_size, c.intermediate_size), "mlp.down"))}
-    return {("deltanet", c.conv_dim + 2 * c.linear_num_value_heads, c.hidden_size): "deltanet.in_proj",
-            ("deltanet", c.value_dim, c.hidden_size): "deltanet.in_proj_z",
+    return {("deltanet", c.conv_dim + c.value_dim + 2 * c.linear_num_value_heads, c.hidden_size): "deltanet.in_proj",
             ("deltanet", c.hidden_size, c.value_dim): "deltanet.out_proj",
             ("attention", 2 * c.q_size + 2 * c.kv_size, c.hidden_size): "attention.in_proj",
             ("attention", c.hidden_size, c.q_size): "attention.o_proj", **mlp}
