@@ -73,11 +73,12 @@ class Ceilings:
         d["bf16_matmul_tflops"] = d.pop("matmul_tflops")
         d["read_bandwidth_each_gbs"] = list(self.read_bandwidth_each_gbs or (self.read_bandwidth_gbs,))
         d["matmul_each_tflops"] = list(self.matmul_each_tflops or (self.matmul_tflops,))
+        measurements = len(d["read_bandwidth_each_gbs"])
         d["method"] = (f"read: best of {TRIALS} trials of {self.reads_per_trial} sums over a "
                        f"{self.bandwidth_buffer_bytes} byte buffer; matmul: best of {TRIALS} trials of "
-                       f"{self.matmul_size}^3 {self.matmul_dtype} torch.matmul on random data; "
-                       f"the better of {len(d['read_bandwidth_each_gbs'])} such measurements "
-                       f"(*_each: before and after the timed runs)")
+                       f"{self.matmul_size}^3 {self.matmul_dtype} torch.matmul on random data"
+                       + (f"; the best of {measurements} such measurements (*_each: before and after the "
+                          "timed runs)" if measurements > 1 else ""))
         return d
 
 
