@@ -9,8 +9,10 @@
 # An entry is DIR|OPTIONS: DIR holds a `megadelta` package ("tree" = this
 # checkout; another tree, e.g. main's, copied beside it), OPTIONS the NVRTC
 # options of its build (megadelta.kernels.timing --options). DEPTHS (default 0)
-# and REPS (default 5) go to megadelta.kernels.timing; each timing's JSON is
-# copied under $OUT when it is set. Prints one line per entry and round.
+# and REPS (default 5) go to megadelta.kernels.timing; when $OUT is set, each
+# timing's JSON is appended as a line, with its round and entry, to
+# $OUT/ab_tg128.jsonl (one file: the device returns eight, and a file a timing
+# crowded out the call's own summaries). Prints one line per entry and round.
 #
 # FAMILIES="4 0 8" times each entry under each of these ptxas
 # --register-usage-level values (4 is ptxas's default; 0-3, 4-5 and 6-10 are
@@ -38,13 +40,15 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
         if (cd "$dir" && MEGADELTA_CACHE=/tmp/megadelta-ab-$(echo "$dir" | md5sum | cut -c1-8) PYTHONPATH=$dir \
                 timeout 150 python3 -m megadelta.kernels.timing --options="$options" --depths "${DEPTHS:-0}" \
                 --reps "${REPS:-5}" --out "$out" >/dev/null 2>"$out.log"); then
-            python3 - "$out" "$round" "$entry" <<'PY'
+            python3 - "$out" "$round" "$entry" "${OUT:+$OUT/ab_tg128.jsonl}" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 tg = " | ".join(f"{k} {v['tok_s']:.1f}" for k, v in d["default"].items() if k.startswith("tg"))
 print(f"round {sys.argv[2]} | {sys.argv[3]} | {tg} | floor {d['floor_tok_s']:.1f}")
+if sys.argv[4]:
+    with open(sys.argv[4], "a") as f:
+        f.write(json.dumps({"round": int(sys.argv[2]), "entry": sys.argv[3], **d}) + "\n")
 PY
-            [ -n "${OUT:-}" ] && cp "$out" "$OUT/round$round-$(echo "$entry" | md5sum | cut -c1-8).json"
         else
             echo "round $round | $entry | FAILED"; tail -5 "$out.log"
         fi

@@ -15,13 +15,13 @@
 # one round on 2026-11-26, in a process that read 2,950 GB/s against 3,072-3,081
 # for the rounds around it. Prediction: if the hand-off's time follows the words
 # every block polls, ~0.7 us a DeltaNet layer, +1-2% tg128.
-# OUT is not passed to ab_tg128.sh: its per-timing JSON copies (twelve here)
-# would fill the eight files the device returns and crowd out the summary.
+# ab_tg128.sh appends every timing's JSON to one $OUT/ab_tg128.jsonl (since
+# this session; it wrote a file a timing before, which crowded out summaries).
 set -uo pipefail
 L=benchmarks/logs/2026-11-27-session30
 git apply $L/next-gated-norm-half-words.patch
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/megadelta-site .cache/bench-whl/*.whl >/dev/null
 export PYTHONPATH=/tmp/megadelta-site:$PWD
-ENTRIES="tree|;tree|-DGATED_NORM_HALF_WORDS=1" FAMILIES="4 0 8" ROUNDS=2 DEPTHS=0 OUT= \
+ENTRIES="tree|;tree|-DGATED_NORM_HALF_WORDS=1" FAMILIES="4 0 8" ROUNDS=2 DEPTHS=0 OUT=$OUT \
     bash scripts/ab_tg128.sh 2>&1 | tee $OUT/gated-norm-half-words.txt
