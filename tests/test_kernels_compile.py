@@ -180,6 +180,30 @@ def test_all_nan_logits_give_token_zero_on_cpu_emulation(tmp_path, monkeypatch):
     assert kernel.decode_greedy(5, state, 2) == [int(torch.full((3,), float("nan")).argmax())] * 2
 
 
+def test_emulated_build_takes_the_kernel_macros(tmp_path, monkeypatch):
+    """Macros reach g++ and key the cached library; anything else is refused."""
+    from megadelta.kernels import emulate
+
+    monkeypatch.setenv("MEGADELTA_CACHE", str(tmp_path))
+    monkeypatch.setattr(emulate.shutil, "which", lambda name: "/usr/bin/" + name)
+    commands = []
+
+    def fake_gxx(command, **kwargs):
+        commands.append(command)
+        Path(command[command.index("-o") + 1]).write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(emulate.subprocess, "run", fake_gxx)
+    config = emulation_config(value_heads=4)
+    default = emulate.build_emulator(config)
+    option = emulate.build_emulator(config, ("-DPAGES_IN_FLIGHT=2",))
+    assert default != option and len(commands) == 2
+    assert "-DPAGES_IN_FLIGHT=2" in commands[1] and "-DPAGES_IN_FLIGHT=2" not in commands[0]
+    assert emulate.build_emulator(config, ("-DPAGES_IN_FLIGHT=2",)) == option and len(commands) == 2
+    with pytest.raises(ValueError, match="only macros"):
+        emulate.build_emulator(config, ("-Xptxas=-v",))
+
+
 def c_struct_fields(source: str, struct: str) -> list[tuple[str, str]]:
     """(type, name) of each field of ``struct`` in a CUDA header."""
     body = source[source.index(f"struct {struct} {{"):]
@@ -341,7 +365,9 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     40-token context split over both blocks), against the float32 reference: one
     step's logits and state, then a greedy launch of 2 steps. The weight ring
     has 2 pages of 8 KiB (one copy in flight, the producer a page ahead), 6,
-    or the most the kernel uses (the producer runs stages ahead)."""
+    or the most the kernel uses (the producer runs stages ahead).
+    $MEGADELTA_EMULATION_OPTIONS (macros, e.g. "-DPAGES_IN_FLIGHT=2") checks an
+    option's code path instead of the default build."""
     import torch
 
     from megadelta.checkpoint import random_weights
@@ -353,7 +379,8 @@ def test_kernel_logic_matches_reference_on_cpu_emulation(tmp_path, monkeypatch, 
     config = emulation_config(value_heads=4)
     weights = random_weights(config, seed=int(torch.randint(1 << 30, ())))
     try:
-        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=ring_kib * 1024)
+        kernel = EmulatedKernel(config, weights, grid=2, ring_bytes=ring_kib * 1024,
+                                kernel_options=tuple(os.environ.get("MEGADELTA_EMULATION_OPTIONS", "").split()))
     except EmulatorUnavailable as e:
         pytest.skip(str(e))
     ref = Qwen35Model(config, weights, dtype=torch.float32)

@@ -30,8 +30,14 @@ class EmulatorUnavailable(RuntimeError):
     pass
 
 
-def build_emulator(config: ModelConfig) -> Path:
-    """Compile (or reuse) the emulated kernel for ``config``; the path of the shared library."""
+def build_emulator(config: ModelConfig, kernel_options: tuple[str, ...] = ()) -> Path:
+    """Compile (or reuse) the emulated kernel for ``config``; the path of the shared library.
+
+    ``kernel_options`` are the build's macros (``-DNAME`` or ``-DNAME=VALUE``, as the GPU build
+    takes them in ``kernel_options``), so an option's code path can be checked on the CPU."""
+    not_macros = [o for o in kernel_options if not o.startswith("-D")]
+    if not_macros:
+        raise ValueError(f"the emulated build takes only macros (-DNAME[=VALUE]), not {not_macros}")
     compiler = shutil.which("g++")
     if compiler is None:
         raise EmulatorUnavailable("g++ is not installed")
@@ -39,7 +45,8 @@ def build_emulator(config: ModelConfig) -> Path:
     files["common.cuh"] = (KERNEL_DIR / "cpu_emulation.h").read_text()
     files["emulated_main.cpp"] = (f'#include "{MAIN_SOURCE}"\n'
                                   + (KERNEL_DIR / "cpu_emulation_launch.inc").read_text())
-    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()).hexdigest()[:24]
+    key = hashlib.sha256("".join(f"{n}\0{t}\0" for n, t in sorted(files.items())).encode()
+                         + "\0".join(kernel_options).encode()).hexdigest()[:24]
     out = cache_dir() / f"emulated-{config.name}-{key}"
     library = out / "megakernel_emulated.so"
     if library.exists():
@@ -48,7 +55,7 @@ def build_emulator(config: ModelConfig) -> Path:
     for name, text in files.items():
         (out / name).write_text(text)
     run = subprocess.run([compiler, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread",
-                          f"-DTHREADS={EMULATED_THREADS}", "-I", str(out), "-o", str(library),
+                          f"-DTHREADS={EMULATED_THREADS}", *kernel_options, "-I", str(out), "-o", str(library),
                           str(out / "emulated_main.cpp")], capture_output=True, text=True)
     if run.returncode != 0:   # the sources are wrong: a failure, not a missing tool
         raise RuntimeError(f"g++ could not build the emulated kernel:\n{run.stderr}")
@@ -58,10 +65,12 @@ def build_emulator(config: ModelConfig) -> Path:
 class EmulatedKernel:
     """The kernel on CPU tensors: ``decode`` and ``decode_greedy`` as the backend has them."""
 
-    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int):
-        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory)."""
+    def __init__(self, config: ModelConfig, weights: dict[str, torch.Tensor], grid: int, ring_bytes: int,
+                 kernel_options: tuple[str, ...] = ()):
+        """``ring_bytes``: each block's weight ring (the GPU gives it all spare shared memory);
+        ``kernel_options``: the build's macros (``build_emulator``)."""
         self.config, self.grid, self.ring_bytes = config, grid, ring_bytes
-        self.lib = ctypes.CDLL(str(build_emulator(config)))
+        self.lib = ctypes.CDLL(str(build_emulator(config, kernel_options)))
         self.buffers = KernelBuffers(config, weights, torch.device("cpu"), grid)
         self.progress = torch.zeros(1, dtype=torch.int32)
         self.barrier = barrier_words(self.progress.data_ptr(), torch.device("cpu"))
