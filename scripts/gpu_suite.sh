@@ -25,6 +25,8 @@
 #   8. Nsight Compute profile of one 16-step decode launch: warp stall reasons,
 #      per-instruction samples (PROFILE_OPTIONS: arguments of megadelta.kernels.profile,
 #      e.g. --option=-DPAGES_IN_FLIGHT=2)
+#   9. the same benchmark on a random-weight checkpoint of the Qwen3.5-2B config
+#      (BENCH_2B_ARGS; with llama.cpp when .cache/llama is carried)
 # A failing stage is logged and the rest still run (a failed smoke check skips
 # the megakernel's own stages); the exit status is 1 if any stage failed.
 # $OUT gets suite.log, pytest.log and one JSON per benchmark run (their markdown
@@ -44,7 +46,7 @@ fi
 export PYTHONUNBUFFERED=1
 export MEGADELTA_CACHE=${MEGADELTA_CACHE:-/tmp/megadelta-cache}
 status=0
-STEPS=${STEPS:-1 2 3 4 5 6 7}
+STEPS=${STEPS:-1 2 3 4 5 6 7 9}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/suite.log"; }
 run() { "$@" 2>&1 | tee -a "$OUT/suite.log" || { status=1; log "FAILED: $*"; }; }
@@ -60,21 +62,30 @@ log "1. megakernel smoke check (always: it gates the megakernel's stages)"
 megakernel_ok=1
 run timeout 120 python3 -m megadelta.kernels.smoke
 grep -q "^\[.*\] PASS$" "$OUT/suite.log" || { megakernel_ok=0; log "smoke check failed: megakernel stages skipped"; }
-systems=hf-transformers-eager
-[ "$megakernel_ok" = 1 ] && systems=megadelta-megakernel,$systems
-llama_args=()
-if [ -f .cache/llama/llama-bench.xz ] && { want 2 || want 4; }; then
-    log "llama.cpp peer (scripts/build_llama_bench.sh): the default checkpoint as a bf16 GGUF"
-    if peer=$(LOG="$OUT/gguf.log" bash scripts/llama_peer.sh); then
+base_systems=hf-transformers-eager
+[ "$megakernel_ok" = 1 ] && base_systems=megadelta-megakernel,$base_systems
+# The systems of a benchmark of checkpoint $1 ("" = the embedded default) into
+# `systems`, and the llama.cpp peer's arguments into `llama_args` when
+# .cache/llama is carried: the checkpoint as a bf16 GGUF (converted once).
+peers_for() {
+    systems=$base_systems
+    llama_args=()
+    [ -f .cache/llama/llama-bench.xz ] || return 0
+    log "llama.cpp peer (scripts/build_llama_bench.sh): ${1:-the default checkpoint} as a bf16 GGUF"
+    local peer
+    if peer=$(CHECKPOINT=$1 LOG="$OUT/gguf${1:+-$(basename "$1")}.log" bash scripts/llama_peer.sh); then
         systems=$systems,llama.cpp
         read -ra llama_args <<< "$peer"
     else
-        status=1; log "FAILED: llama.cpp peer (gguf.log)"
+        status=1; log "FAILED: llama.cpp peer (gguf log under \$OUT)"
     fi
+}
+if [ -f .cache/llama/llama-bench.xz ]; then
     # cuBLAS for llama-bench: the libraries that torch's nvidia packages bring.
     cublas=$(python3 -c "import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], 'lib'))" 2>/dev/null)
     export LD_LIBRARY_PATH=${cublas}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
+{ want 2 || want 4; } && peers_for ""
 
 if [ -z "${SKIP_BENCH:-}" ] && want 2; then
     log "2. benchmark: $systems"
@@ -122,6 +133,17 @@ if [ "$megakernel_ok" = 1 ] && want 8; then
         2>> "$OUT/suite.log" || { status=1; log "ncu report failed"; }
     "$ncu" --import "$OUT/decode.ncu-rep" --page source --print-source sass --csv > "$OUT/decode-sass.csv" \
         2>> "$OUT/suite.log" || log "no per-instruction page"
+fi
+
+if [ -z "${SKIP_BENCH:-}" ] && want 9; then
+    log "9. Qwen3.5-2B benchmark (a random-weight checkpoint of the 2B config)"
+    model_2b=$(python3 -c "from megadelta.checkpoint import cached_random_checkpoint as c
+from megadelta.config import QWEN35_2B; print(c(QWEN35_2B, 0, confident=True))") \
+        || { status=1; log "FAILED: the 2B checkpoint"; }
+    if [ -n "${model_2b:-}" ]; then
+        peers_for "$model_2b"
+        bench 360 --model "$model_2b" --systems "$systems" "${llama_args[@]}" ${BENCH_2B_ARGS:--p 520 -n 128 -r 10}
+    fi
 fi
 
 log "done, status $status"
